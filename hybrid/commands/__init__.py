@@ -1,0 +1,1 @@
+"""Sub-commands of the ``hybrid`` CLI; every module with ``register(app)`` is added automatically."""

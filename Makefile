@@ -1,0 +1,24 @@
+# The two commands of a fresh machine: `make demo` and `make test` (each sets up first).
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: setup demo test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/hybrid demo -o $(OUT)/demo
+
+lint: setup
+	$(BIN)/ruff check hybrid scenes render physics tools tests
+
+test: setup lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+bench: setup
+	for b in tools/bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache
