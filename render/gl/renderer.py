@@ -1,0 +1,467 @@
+"""The compositor: opaque meshes lit by a directional light with a shadow map, then the splats.
+
+A :class:`Renderer` owns an offscreen float framebuffer of its size and the GPU copies of the
+scene content (one splat set, any number of meshes with their poses, the light). Each
+:meth:`Renderer.render` draws one frame for a camera:
+
+1. a depth-only shadow map of the shadow-casting meshes from the light (orthographic, fitted to
+   the meshes' world bounds);
+2. the meshes with depth, Lambert + ambient shading and 3x3 PCF shadows, writing colour and
+   view depth;
+3. the splats depth-tested against the meshes and blended back to front (premultiplied alpha),
+   either as GL quads (``splat_path="gl"``) or as a ``render.rasterize`` image uploaded as a
+   texture (``splat_path="raster"``).
+
+The result stays on the GPU: :meth:`Renderer.present` draws it to a window's framebuffer (the
+viewer), :meth:`Renderer.read` copies it to numpy (scripts, tests, video).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from render.gl._shaders import build_program
+from render.gl.camera import depth_coefficients, gl_projection
+from render.gl.meshes import Mesh, transform_bounds
+from render.gl.splat_layer import GLSplatLayer
+from scenes._deps import require
+from scenes.errors import BackendError, ShapeError
+from scenes.scene import Light
+from scenes.splats import Splats
+
+__all__ = ["RenderSettings", "Renderer", "Frame", "SPLAT_PATHS"]
+
+SPLAT_PATHS = ("gl", "raster")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How a :class:`Renderer` draws; fixed for its lifetime (make a new renderer to change it)."""
+
+    splat_path: str = "gl"  # "gl": instanced GL quads; "raster": render.rasterize image composited as a texture
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour where nothing is drawn
+    near: float = 0.01  # splats nearer than this are dropped (gsplat's near plane); GL near plane too
+    far: float = 1000.0  # GL far plane for meshes, metres; splats beyond it are still drawn, behind everything
+    eps2d: float = 0.3  # added to the projected 2D covariance diagonal, as render.rasterize does
+    shadows: bool = True  # shadow map for the meshes
+    shadow_map_size: int = 2048  # shadow map resolution, texels per side
+    shadow_bias: float = 0.0015  # light-space depth bias (fraction of the light's depth range)
+    resort_angle_deg: float = 0.5  # GL path: re-sort the splats once the view direction turned this much
+    raster_backend: str | None = None  # raster path: render.rasterize backend; None picks the best available
+
+    def __post_init__(self) -> None:
+        if self.splat_path not in SPLAT_PATHS:
+            raise BackendError(f"RenderSettings.splat_path must be one of {SPLAT_PATHS}, got {self.splat_path!r}")
+        if not 0 < self.near < self.far:
+            raise ShapeError(f"RenderSettings: need 0 < near < far, got near={self.near}, far={self.far}")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One rendered frame read back to numpy; row 0 is the top of the image."""
+
+    color: np.ndarray  # [H, W, 3] float32, background included (not clamped)
+    alpha: np.ndarray  # [H, W] float32 coverage: 1 on meshes, accumulated splat opacity elsewhere
+    mesh_depth: np.ndarray  # [H, W] float32 view depth (OpenCV z) of the nearest mesh; inf where none
+
+    def to_uint8(self) -> np.ndarray:  # [H, W, 3]
+        """The colour clamped to [0, 1] and rounded to 8 bits."""
+        return (np.clip(self.color, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+@dataclass
+class _MeshEntry:
+    mesh: Mesh
+    model: np.ndarray  # [4, 4] mesh -> world
+    vbo: object
+    vao: object
+    shadow_vao: object
+    visible: bool = True
+
+
+class Renderer:
+    """Draws meshes and splats for a camera into an offscreen framebuffer of ``width`` x ``height``.
+
+    ``ctx`` is a ModernGL context (:func:`render.gl.create_context` headless, or a GLFW window's).
+    """
+
+    def __init__(self, ctx, width: int, height: int, settings: RenderSettings | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or RenderSettings()
+        if ctx.version_code < 330:
+            raise BackendError(f"Renderer needs OpenGL 3.3 or newer, the context has {ctx.version_code}")
+        self._mesh_prog = build_program(ctx, "mesh.vert", "mesh.frag")
+        self._shadow_prog = build_program(ctx, "shadow.vert", "shadow.frag")
+        self._composite_prog = build_program(ctx, "fullscreen.vert", "raster_composite.frag")
+        self._present_prog = build_program(ctx, "fullscreen.vert", "present.frag")
+        self._fullscreen_vao = ctx.vertex_array(self._composite_prog, [])
+        self._present_vao = ctx.vertex_array(self._present_prog, [])
+        self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg)
+        # bound while our framebuffers are released (binding back a deleted one is a GL error)
+        self._home_fbo = ctx.screen if ctx.screen is not None else ctx.detect_framebuffer(0)
+        self._splats: Splats | None = None
+        self._splat_means: np.ndarray | None = None
+        self._splat_quats: np.ndarray | None = None
+        self._meshes: dict[int, _MeshEntry] = {}
+        self._next_mesh = 0
+        self.light = Light()
+        size = self.settings.shadow_map_size
+        self._shadow_tex = ctx.depth_texture((size, size))
+        self._shadow_tex.compare_func = "<="
+        self._shadow_tex.repeat_x = self._shadow_tex.repeat_y = False
+        moderngl = require("moderngl", "GL rendering")
+        self._shadow_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self._shadow_fbo = ctx.framebuffer(depth_attachment=self._shadow_tex)
+        self._raster_tex = None
+        self._raster_depth_tex = None
+        self.width = self.height = 0
+        self._fbo = None
+        self.resize(width, height)
+
+    # ------------------------------------------------------------------ targets
+    def resize(self, width: int, height: int) -> None:
+        """Reallocate the offscreen framebuffer for a new size."""
+        width, height = int(width), int(height)
+        if width <= 0 or height <= 0:
+            raise ShapeError(f"Renderer size: width and height must be positive, got {width}x{height}")
+        if (width, height) == (self.width, self.height):
+            return
+        self._release_targets()
+        self.width, self.height = width, height
+        ctx = self.ctx
+        self._color = ctx.texture((width, height), 4, dtype="f2")
+        self._view_z = ctx.texture((width, height), 1, dtype="f4")
+        self._depth = ctx.depth_texture((width, height))
+        self._fbo = ctx.framebuffer([self._color, self._view_z], self._depth)
+        self._color_fbo = ctx.framebuffer([self._color], self._depth)
+        self._view_z_fbo = ctx.framebuffer([self._view_z])
+
+    # ------------------------------------------------------------------ content
+    def set_splats(self, splats: Splats | None) -> None:
+        """Replace the splat set (``None`` for none)."""
+        self._splats = splats
+        self._splat_means = None if splats is None else splats.means
+        self._splat_quats = None if splats is None else splats.unit_quats
+        if self.settings.splat_path == "gl":
+            self.splat_layer.set_splats(splats)
+
+    def update_splats(
+        self,
+        means: np.ndarray | None = None,  # [N, 3] world positions of all splats
+        quats: np.ndarray | None = None,  # [N, 4] wxyz rotations of all splats
+    ) -> None:
+        """Move the splats (e.g. after a physics step); scales, opacities and SH stay."""
+        if self._splats is None:
+            raise ShapeError("update_splats: no splats set; call set_splats first")
+        n = len(self._splats)
+        if means is not None:
+            means = np.asarray(means, np.float32)
+            if means.shape != (n, 3):
+                raise ShapeError(f"update_splats: means must be [{n}, 3], got {means.shape}")
+            self._splat_means = means
+        if quats is not None:
+            quats = np.asarray(quats, np.float32)
+            if quats.shape != (n, 4):
+                raise ShapeError(f"update_splats: quats must be [{n}, 4], got {quats.shape}")
+            self._splat_quats = quats
+        if self.settings.splat_path == "gl":
+            self.splat_layer.update(means, quats)
+
+    def add_mesh(self, mesh: Mesh, model: np.ndarray | None = None) -> int:
+        """Add an opaque mesh with pose ``model [4, 4]`` (mesh -> world, identity by default); returns its id."""
+        data = mesh.triangle_soup()
+        vbo = self.ctx.buffer(data.tobytes())
+        vao = self.ctx.vertex_array(
+            self._mesh_prog, [(vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")]
+        )
+        shadow_vao = self.ctx.vertex_array(self._shadow_prog, [(vbo, "3f 24x", "in_position")])
+        mesh_id = self._next_mesh
+        self._next_mesh += 1
+        self._meshes[mesh_id] = _MeshEntry(mesh, np.eye(4), vbo, vao, shadow_vao)
+        if model is not None:
+            self.set_mesh_model(mesh_id, model)
+        return mesh_id
+
+    def set_mesh_model(self, mesh_id: int, model: np.ndarray) -> None:
+        """Set the pose of a mesh: ``model [4, 4]`` maps mesh coordinates to world."""
+        model = np.asarray(model, np.float64)
+        if model.shape != (4, 4) or not np.isfinite(model).all():
+            raise ShapeError(f"set_mesh_model: model must be a finite 4x4 matrix, got shape {model.shape}")
+        self._entry(mesh_id).model = model
+
+    def set_mesh_visible(self, mesh_id: int, visible: bool) -> None:
+        self._entry(mesh_id).visible = bool(visible)
+
+    def remove_mesh(self, mesh_id: int) -> None:
+        entry = self._meshes.pop(mesh_id, None)
+        if entry is None:
+            raise ShapeError(f"remove_mesh: no mesh with id {mesh_id}; ids are {sorted(self._meshes)}")
+        for obj in (entry.vao, entry.shadow_vao, entry.vbo):
+            obj.release()
+
+    def clear_meshes(self) -> None:
+        for mesh_id in list(self._meshes):
+            self.remove_mesh(mesh_id)
+
+    def _entry(self, mesh_id: int) -> _MeshEntry:
+        try:
+            return self._meshes[mesh_id]
+        except KeyError:
+            raise ShapeError(f"no mesh with id {mesh_id}; ids are {sorted(self._meshes)}") from None
+
+    # ------------------------------------------------------------------ drawing
+    def render(
+        self,
+        viewmat: np.ndarray,  # [4, 4] world-to-camera, OpenCV
+        K: np.ndarray,  # [3, 3] intrinsics for this renderer's width x height
+    ) -> None:
+        """Draw one frame into the offscreen framebuffer."""
+        moderngl = require("moderngl", "GL rendering")
+        viewmat = np.asarray(viewmat, np.float64)
+        K = np.asarray(K, np.float64)
+        if viewmat.shape != (4, 4) or not np.isfinite(viewmat).all():
+            raise ShapeError(f"render: viewmat must be a finite 4x4 matrix, got shape {viewmat.shape}")
+        if K.shape != (3, 3) or not np.isfinite(K).all():
+            raise ShapeError(f"render: K must be a finite 3x3 matrix, got shape {K.shape}")
+        s = self.settings
+        ctx = self.ctx
+        proj = gl_projection(K, self.width, self.height, s.near, s.far)
+        depth_ab = depth_coefficients(s.near, s.far)
+        visible = [e for e in self._meshes.values() if e.visible]
+
+        light_vp = self._shadow_pass(visible) if s.shadows else None
+
+        self._fbo.use()
+        ctx.viewport = (0, 0, self.width, self.height)
+        ctx.disable(moderngl.BLEND | moderngl.CULL_FACE)
+        self._color_fbo.clear(*s.background, 0.0, depth=1.0)
+        self._view_z_fbo.clear(float("inf"), 0.0, 0.0, 0.0)
+        self._fbo.use()
+        if visible:
+            self._mesh_pass(visible, viewmat, proj, light_vp)
+
+        self._color_fbo.use()
+        if s.splat_path == "gl":
+            self.splat_layer.draw(viewmat, K, self.width, self.height, depth_ab, near=s.near, eps2d=s.eps2d)
+        elif self._splats is not None and len(self._splats):
+            self._raster_pass(viewmat, K, depth_ab)
+
+    def _light_params(self):
+        light = self.light
+        direction = np.asarray(light.direction, np.float64)
+        direction = direction / np.linalg.norm(direction)
+        radiance = np.asarray(light.color, np.float64) * float(light.intensity)
+        return direction, radiance, np.asarray(light.ambient, np.float64)
+
+    def _shadow_pass(self, visible: list[_MeshEntry]) -> np.ndarray | None:
+        casters = [e for e in visible if e.mesh.cast_shadows and e.mesh.lit is not None]
+        if not casters or not any(e.mesh.lit for e in visible):
+            return None
+        moderngl = require("moderngl", "GL rendering")
+        direction, _, _ = self._light_params()
+        lo = np.full(3, np.inf)
+        hi = np.full(3, -np.inf)
+        for e in visible:  # receivers and casters together bound the light frustum
+            a, b = transform_bounds(*e.mesh.bounds(), e.model)
+            lo, hi = np.minimum(lo, a), np.maximum(hi, b)
+        light_vp = _light_matrix(direction, lo, hi)
+        ctx = self.ctx
+        self._shadow_fbo.use()
+        size = self.settings.shadow_map_size
+        ctx.viewport = (0, 0, size, size)
+        self._shadow_fbo.clear(depth=1.0)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.depth_func = "<"
+        ctx.polygon_offset = (1.5, 2.0)
+        self._shadow_prog["u_light_vp"].write(_mat(light_vp))
+        try:
+            for e in casters:
+                self._shadow_prog["u_model"].write(_mat(e.model))
+                e.shadow_vao.render(moderngl.TRIANGLES)
+        finally:
+            ctx.polygon_offset = (0.0, 0.0)
+        return light_vp
+
+    def _mesh_pass(self, visible, viewmat, proj, light_vp) -> None:
+        moderngl = require("moderngl", "GL rendering")
+        ctx = self.ctx
+        prog = self._mesh_prog
+        direction, radiance, ambient = self._light_params()
+        prog["u_proj"].write(_mat(proj))
+        prog["u_view"].write(_mat(viewmat))
+        prog["u_light_dir"].value = tuple(direction)
+        prog["u_light_radiance"].value = tuple(radiance)
+        prog["u_ambient"].value = tuple(ambient)
+        prog["u_shadows"].value = light_vp is not None
+        prog["u_light_vp"].write(_mat(light_vp if light_vp is not None else np.eye(4)))
+        prog["u_shadow_bias"].value = self.settings.shadow_bias
+        self._shadow_tex.use(0)
+        prog["u_shadow_map"].value = 0
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.depth_func = "<"
+        for e in visible:
+            normal_matrix = np.linalg.inv(e.model[:3, :3]).T
+            prog["u_model"].write(_mat(e.model))
+            prog["u_normal_matrix"].write(np.ascontiguousarray(normal_matrix.T, np.float32).tobytes())
+            prog["u_lit"].value = bool(e.mesh.lit)
+            ctx.wireframe = bool(e.mesh.wireframe)
+            try:
+                e.vao.render(moderngl.TRIANGLES)
+            finally:
+                ctx.wireframe = False
+
+    def _raster_pass(self, viewmat, K, depth_ab) -> None:
+        import torch
+
+        from render import rasterize  # the other splat path; imported only when chosen
+
+        moderngl = require("moderngl", "GL rendering")
+        s = self.settings
+        splats = self._splats
+        mesh_z = None
+        kwargs = {}
+        if self._meshes:
+            mesh_z = self._read_view_z()
+            kwargs["depth_limit"] = torch.from_numpy(mesh_z)[None]
+        if s.raster_backend is not None:
+            kwargs["backend"] = s.raster_backend
+        result = rasterize(
+            torch.from_numpy(np.ascontiguousarray(self._splat_means, np.float32)),
+            torch.from_numpy(np.ascontiguousarray(self._splat_quats, np.float32)),
+            torch.from_numpy(splats.scales.astype(np.float32)),
+            torch.from_numpy(splats.opacities.astype(np.float32)),
+            torch.from_numpy(splats.sh),
+            torch.from_numpy(viewmat.astype(np.float32))[None],
+            torch.from_numpy(K.astype(np.float32))[None],
+            self.width,
+            self.height,
+            sh_degree=splats.sh_degree,
+            render_mode="RGB+ED",
+            **kwargs,
+        )
+        color = result.colors[0].detach().cpu().numpy().astype(np.float32)
+        alpha = result.alphas[0].detach().cpu().numpy().astype(np.float32)
+        depth = result.depths[0].detach().cpu().numpy().astype(np.float32)
+        rgba = np.ascontiguousarray(np.concatenate([color, alpha], axis=-1))
+        size = (self.width, self.height)
+        if self._raster_tex is None or self._raster_tex.size != size:
+            for tex in (self._raster_tex, self._raster_depth_tex):
+                if tex is not None:
+                    tex.release()
+            self._raster_tex = self.ctx.texture(size, 4, dtype="f4")
+            self._raster_depth_tex = self.ctx.texture(size, 1, dtype="f4")
+            for tex in (self._raster_tex, self._raster_depth_tex):
+                tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self._raster_tex.write(rgba.tobytes())
+        self._raster_depth_tex.write(np.ascontiguousarray(depth).tobytes())
+        ctx = self.ctx
+        prog = self._composite_prog
+        self._raster_tex.use(0)
+        self._raster_depth_tex.use(1)
+        prog["u_color"].value = 0
+        prog["u_depth"].value = 1
+        depth_test = mesh_z is not None and "depth_limit" not in kwargs
+        prog["u_depth_test"].value = depth_test
+        prog["u_depth_ab"].value = depth_ab
+        ctx.enable(moderngl.BLEND)
+        ctx.blend_func = (moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA)
+        if depth_test:
+            ctx.enable(moderngl.DEPTH_TEST)
+        else:
+            ctx.disable(moderngl.DEPTH_TEST)
+        ctx.depth_mask = False
+        try:
+            self._fullscreen_vao.render(moderngl.TRIANGLES, vertices=3)
+        finally:
+            ctx.depth_mask = True
+            ctx.disable(moderngl.BLEND)
+            ctx.enable(moderngl.DEPTH_TEST)
+
+    # ------------------------------------------------------------------ output
+    def _read_view_z(self) -> np.ndarray:  # [H, W], row 0 = top
+        raw = np.frombuffer(self._view_z.read(), np.float32).reshape(self.height, self.width)
+        return np.ascontiguousarray(raw[::-1])
+
+    def read(self) -> Frame:
+        """Copy the last frame to numpy."""
+        rgba = np.frombuffer(self._color.read(), np.float16).reshape(self.height, self.width, 4)[::-1]
+        rgba = rgba.astype(np.float32)
+        return Frame(color=np.ascontiguousarray(rgba[..., :3]), alpha=np.ascontiguousarray(rgba[..., 3]),
+                     mesh_depth=self._read_view_z())
+
+    def render_frame(self, viewmat: np.ndarray, K: np.ndarray) -> Frame:
+        """:meth:`render` then :meth:`read`."""
+        self.render(viewmat, K)
+        return self.read()
+
+    def present(self, framebuffer, viewport: tuple[int, int, int, int] | None = None) -> None:
+        """Draw the last frame into ``framebuffer`` (e.g. ``ctx.screen`` of a window), clamped to [0, 1]."""
+        moderngl = require("moderngl", "GL rendering")
+        ctx = self.ctx
+        framebuffer.use()
+        ctx.viewport = viewport or (0, 0, *framebuffer.size)
+        ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
+        self._color.use(0)
+        self._present_prog["u_color"].value = 0
+        self._present_prog["u_flip"].value = True
+        self._present_vao.render(moderngl.TRIANGLES, vertices=3)
+        ctx.enable(moderngl.DEPTH_TEST)
+
+    # ------------------------------------------------------------------ lifetime
+    def _unbind(self, framebuffers) -> None:
+        if any(self.ctx.fbo is fb for fb in framebuffers if fb is not None):
+            self._home_fbo.use()
+
+    def _release_targets(self) -> None:
+        if self._fbo is None:
+            return
+        self._unbind((self._fbo, self._color_fbo, self._view_z_fbo))
+        for obj in (self._fbo, self._color_fbo, self._view_z_fbo, self._color, self._view_z, self._depth):
+            obj.release()
+        self._fbo = None
+
+    def release(self) -> None:
+        """Free the GL objects (the context stays)."""
+        self.clear_meshes()
+        self._unbind((self._shadow_fbo,))
+        self._release_targets()
+        self.splat_layer.release()
+        for obj in (
+            self._fullscreen_vao, self._present_vao, self._mesh_prog, self._shadow_prog, self._composite_prog,
+            self._present_prog, self._shadow_fbo, self._shadow_tex, self._raster_tex, self._raster_depth_tex,
+        ):
+            if obj is not None:
+                obj.release()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _mat(m: np.ndarray) -> bytes:
+    """A row-major numpy 4x4 as the column-major bytes GLSL expects."""
+    return np.ascontiguousarray(np.asarray(m, np.float64).T, np.float32).tobytes()
+
+
+def _light_matrix(direction: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """World -> light clip: an orthographic view along ``-direction`` enclosing the box ``lo..hi``."""
+    z = -direction  # the light looks from the light towards the scene
+    up = np.array([0.0, 0.0, 1.0]) if abs(z[2]) < 0.99 else np.array([0.0, 1.0, 0.0])
+    x = np.cross(up, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+    p = corners @ R.T
+    pmin, pmax = p.min(0), p.max(0)
+    pad = 1e-3 * max(float(np.max(pmax - pmin)), 1e-3)
+    pmin, pmax = pmin - pad, pmax + pad
+    scale = 2.0 / np.maximum(pmax - pmin, 1e-6)
+    ortho = np.eye(4)
+    ortho[:3, :3] = np.diag(scale) @ R
+    ortho[:3, 3] = -scale * (pmin + pmax) / 2
+    return ortho
