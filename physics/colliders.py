@@ -7,6 +7,9 @@ a uniform density; trimesh integrates them over the surface (divergence theorem)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +142,8 @@ def convex_decomposition(
     with tempfile.TemporaryDirectory(prefix="vhacd-") as tmp:
         src, dst, log = Path(tmp) / "in.obj", Path(tmp) / "out.obj", Path(tmp) / "log.txt"
         trimesh.Trimesh(vertices, faces, process=False).export(str(src))
-        p.vhacd(str(src), str(dst), str(log), resolution=resolution, maxNumVerticesPerCH=64)
+        with _quiet_stdout():  # VHACD prints progress from C
+            p.vhacd(str(src), str(dst), str(log), resolution=resolution, maxNumVerticesPerCH=64)
         if not dst.is_file():
             raise PhysicsError(f"{what}: VHACD produced no output; see its log for details")
         parts = _read_obj_parts(dst)
@@ -155,6 +159,25 @@ def convex_decomposition(
         off += len(hull.vertices)
         foff += len(hull.faces)
     return ColliderMesh(np.concatenate(verts), np.concatenate(faces_all), kind="compound", parts=tuple(part_faces))
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence C-level writes to stdout (file descriptor 1) for the duration."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (captured by a harness): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _read_obj_parts(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -34,6 +34,7 @@ from scenes.splats import Splats
 __all__ = ["RenderSettings", "Renderer", "Frame", "SPLAT_PATHS"]
 
 SPLAT_PATHS = ("gl", "raster")
+RASTER_OCCLUSION = ("auto", "limit", "depth_test")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,18 @@ class RenderSettings:
     shadow_map_size: int = 2048  # shadow map resolution, texels per side
     shadow_bias: float = 0.0015  # light-space depth bias (fraction of the light's depth range)
     resort_angle_deg: float = 0.5  # GL path: re-sort the splats once the view direction turned this much
+    sort: str = "auto"  # GL path depth sort: "cpu" (numpy), "gpu" (GL 4.3 compute), "auto" (gpu unless llvmpipe)
     raster_backend: str | None = None  # raster path: render.rasterize backend; None picks the best available
+    raster_occlusion: str = "auto"  # raster path vs meshes: "limit" (depth_limit, exact), "depth_test" (expected
+    # depth tested per pixel), "auto" (limit where the backend has it: cpu, reference; gsplat has not)
 
     def __post_init__(self) -> None:
         if self.splat_path not in SPLAT_PATHS:
             raise BackendError(f"RenderSettings.splat_path must be one of {SPLAT_PATHS}, got {self.splat_path!r}")
+        if self.raster_occlusion not in RASTER_OCCLUSION:
+            raise BackendError(
+                f"RenderSettings.raster_occlusion must be one of {RASTER_OCCLUSION}, got {self.raster_occlusion!r}"
+            )
         if not 0 < self.near < self.far:
             raise ShapeError(f"RenderSettings: need 0 < near < far, got near={self.near}, far={self.far}")
 
@@ -98,12 +106,15 @@ class Renderer:
         self._present_prog = build_program(ctx, "fullscreen.vert", "present.frag")
         self._fullscreen_vao = ctx.vertex_array(self._composite_prog, [])
         self._present_vao = ctx.vertex_array(self._present_prog, [])
-        self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg)
+        self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg, sort=self.settings.sort)
         # bound while our framebuffers are released (binding back a deleted one is a GL error)
         self._home_fbo = ctx.screen if ctx.screen is not None else ctx.detect_framebuffer(0)
         self._splats: Splats | None = None
         self._splat_means: np.ndarray | None = None
         self._splat_quats: np.ndarray | None = None
+        self._splat_version = 0  # bumped on every change, keys the raster path's tensor cache
+        self._raster_cache_key = None
+        self._raster_cache: dict = {}
         self._meshes: dict[int, _MeshEntry] = {}
         self._next_mesh = 0
         self.light = Light()
@@ -142,6 +153,7 @@ class Renderer:
     def set_splats(self, splats: Splats | None) -> None:
         """Replace the splat set (``None`` for none)."""
         self._splats = splats
+        self._splat_version += 1
         self._splat_means = None if splats is None else splats.means
         self._splat_quats = None if splats is None else splats.unit_quats
         if self.settings.splat_path == "gl":
@@ -166,6 +178,7 @@ class Renderer:
             if quats.shape != (n, 4):
                 raise ShapeError(f"update_splats: quats must be [{n}, 4], got {quats.shape}")
             self._splat_quats = quats
+        self._splat_version += 1
         if self.settings.splat_path == "gl":
             self.splat_layer.update(means, quats)
 
@@ -246,7 +259,7 @@ class Renderer:
         if s.splat_path == "gl":
             self.splat_layer.draw(viewmat, K, self.width, self.height, depth_ab, near=s.near, eps2d=s.eps2d)
         elif self._splats is not None and len(self._splats):
-            self._raster_pass(viewmat, K, depth_ab)
+            self._raster_pass(viewmat, K, depth_ab, bool(visible))
 
     def _light_params(self):
         light = self.light
@@ -312,38 +325,67 @@ class Renderer:
             finally:
                 ctx.wireframe = False
 
-    def _raster_pass(self, viewmat, K, depth_ab) -> None:
+    def raster_backend(self) -> str:
+        """The ``render.rasterize`` backend the raster path uses (settings, else the best available)."""
+        from render.rasterize import available_backends
+
+        if self.settings.raster_backend is not None:
+            return self.settings.raster_backend
+        return available_backends()[0]
+
+    def _raster_inputs(self, device: str) -> dict:
         import torch
 
-        from render import rasterize  # the other splat path; imported only when chosen
+        key = (device, self._splat_version)
+        if self._raster_cache_key != key:
+            splats = self._splats
+            arrays = {
+                "means": self._splat_means,
+                "quats": self._splat_quats,
+                "scales": splats.scales,
+                "opacities": splats.opacities,
+                "colors": splats.sh,
+            }
+            self._raster_cache = {
+                k: torch.from_numpy(np.ascontiguousarray(v, np.float32)).to(device) for k, v in arrays.items()
+            }
+            self._raster_cache_key = key
+        return self._raster_cache
+
+    def _raster_pass(self, viewmat, K, depth_ab, has_meshes: bool) -> None:
+        import torch
+
+        from render.rasterize import rasterize  # the other splat path; imported only when chosen
 
         moderngl = require("moderngl", "GL rendering")
         s = self.settings
-        splats = self._splats
-        mesh_z = None
+        backend = self.raster_backend()
+        device = "cuda" if backend == "gsplat" else "cpu"
         kwargs = {}
-        if self._meshes:
-            mesh_z = self._read_view_z()
-            kwargs["depth_limit"] = torch.from_numpy(mesh_z)[None]
-        if s.raster_backend is not None:
-            kwargs["backend"] = s.raster_backend
+        # the cpu and reference backends stop at the mesh depth exactly; gsplat has no depth limit, so
+        # its expected depth is depth-tested per pixel against the meshes instead
+        occlusion = s.raster_occlusion
+        if occlusion == "auto":
+            occlusion = "depth_test" if backend == "gsplat" else "limit"
+        depth_test = has_meshes and occlusion == "depth_test"
+        if has_meshes and not depth_test:
+            kwargs["depth_limit"] = torch.from_numpy(self._read_view_z())[None].to(device)
         result = rasterize(
-            torch.from_numpy(np.ascontiguousarray(self._splat_means, np.float32)),
-            torch.from_numpy(np.ascontiguousarray(self._splat_quats, np.float32)),
-            torch.from_numpy(splats.scales.astype(np.float32)),
-            torch.from_numpy(splats.opacities.astype(np.float32)),
-            torch.from_numpy(splats.sh),
-            torch.from_numpy(viewmat.astype(np.float32))[None],
-            torch.from_numpy(K.astype(np.float32))[None],
-            self.width,
-            self.height,
-            sh_degree=splats.sh_degree,
+            **self._raster_inputs(device),
+            viewmats=torch.from_numpy(viewmat.astype(np.float32))[None].to(device),
+            Ks=torch.from_numpy(K.astype(np.float32))[None].to(device),
+            width=self.width,
+            height=self.height,
+            sh_degree=self._splats.sh_degree,
             render_mode="RGB+ED",
+            near_plane=s.near,
+            eps2d=s.eps2d,
+            backend=backend,
             **kwargs,
         )
-        color = result.colors[0].detach().cpu().numpy().astype(np.float32)
-        alpha = result.alphas[0].detach().cpu().numpy().astype(np.float32)
-        depth = result.depths[0].detach().cpu().numpy().astype(np.float32)
+        color = result.colors[0].detach().float().cpu().numpy()
+        alpha = result.alphas[0].detach().float().cpu().numpy()
+        depth = result.depths[0].detach().float().cpu().numpy()
         rgba = np.ascontiguousarray(np.concatenate([color, alpha], axis=-1))
         size = (self.width, self.height)
         if self._raster_tex is None or self._raster_tex.size != size:
@@ -362,7 +404,6 @@ class Renderer:
         self._raster_depth_tex.use(1)
         prog["u_color"].value = 0
         prog["u_depth"].value = 1
-        depth_test = mesh_z is not None and "depth_limit" not in kwargs
         prog["u_depth_test"].value = depth_test
         prog["u_depth_ab"].value = depth_ab
         ctx.enable(moderngl.BLEND)

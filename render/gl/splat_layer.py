@@ -6,22 +6,48 @@ the current camera) and depth: the same formulas as ``render.rasterize`` (gsplat
 pass then renders one quad per splat, instanced from that buffer, with premultiplied alpha.
 
 Sorting is by view depth z, which for a fixed scene depends only on the camera's forward axis
-(moving the camera adds the same amount to every splat's z), so the numpy argsort is redone
-only when the forward axis turned by more than ``resort_angle_deg`` or the splats changed.
+(moving the camera adds the same amount to every splat's z), so it is redone only when the
+forward axis turned by more than ``resort_angle_deg`` or the splats changed. ``sort="cpu"`` sorts
+with numpy (argsort of N floats) and uploads the order; ``sort="gpu"`` runs a bitonic sort in GL
+4.3 compute shaders on the GPU, leaving the order in the same buffer without a round trip.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from render.gl._shaders import build_program
-from scenes.errors import ShapeError
+from render.gl._shaders import build_program, shader_source
+from scenes.errors import BackendError, ShapeError
 from scenes.splats import Splats
 
-__all__ = ["GLSplatLayer"]
+__all__ = ["GLSplatLayer", "SORT_MODES", "is_software_renderer"]
+
+SORT_MODES = ("auto", "cpu", "gpu")
+_SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe", "software")
+_SORT_GROUP = 256  # local size of the sort compute shaders
+
+
+def is_software_renderer(ctx) -> bool:
+    """True for a CPU GL implementation (Mesa llvmpipe, softpipe, ...)."""
+    name = ctx.info.get("GL_RENDERER", "").lower()
+    return any(s in name for s in _SOFTWARE_RENDERERS)
+
+
+def resolve_sort_mode(ctx, requested: str) -> str:
+    """``"cpu"`` or ``"gpu"`` for a requested mode; ``"auto"`` sorts on the GPU unless it is a CPU renderer."""
+    if requested not in SORT_MODES:
+        raise BackendError(f"sort must be one of {SORT_MODES}, got {requested!r}")
+    if requested == "gpu" and ctx.version_code < 430:
+        raise BackendError(
+            f"sort='gpu' needs OpenGL 4.3 compute shaders; this context ({ctx.info.get('GL_RENDERER')}) has "
+            f"{ctx.version_code // 100}.{ctx.version_code % 100 // 10}; use sort='cpu'"
+        )
+    if requested == "auto":
+        return "gpu" if ctx.version_code >= 430 and not is_software_renderer(ctx) else "cpu"
+    return requested
 
 _TEX_WIDTH = 4096  # texels per row of the per-splat data textures
-_TF_FLOATS = 12  # centre 2, conic 3, radius 2, colour 4, depth 1
+_TF_FLOATS = 14  # centre 2, conic 3, axes 4, colour 4, depth 1
 
 
 def _rows(count: int) -> int:
@@ -37,13 +63,22 @@ def _pad(data: np.ndarray, texels: int) -> np.ndarray:  # [M, 4] -> [rows * W, 4
 class GLSplatLayer:
     """GPU-side copy of a :class:`Splats` set and the passes that draw it into the bound framebuffer."""
 
-    def __init__(self, ctx, *, resort_angle_deg: float = 0.5) -> None:
+    def __init__(self, ctx, *, resort_angle_deg: float = 0.5, sort: str = "auto") -> None:
         self.ctx = ctx
         self.resort_angle_deg = resort_angle_deg  # re-sort once the forward axis turned this much
+        self.sort_mode = resolve_sort_mode(ctx, sort)  # "cpu" or "gpu"
+        self._keys = None
+        self._padded = 0
+        if self.sort_mode == "gpu":
+            try:
+                self._sort_keys = ctx.compute_shader(shader_source("sort_keys.comp"))
+                self._sort_step = ctx.compute_shader(shader_source("sort_bitonic.comp"))
+            except Exception as exc:  # noqa: BLE001 - moderngl raises a bare Error with the driver log
+                raise BackendError(f"GPU sort: compute shaders failed to build ({exc}); use sort='cpu'") from exc
         self._pre = build_program(
             ctx,
             "splat_preprocess.vert",
-            varyings=("out_center", "out_conic", "out_radius", "out_color", "out_depth"),
+            varyings=("out_center", "out_conic", "out_axes", "out_color", "out_depth"),
         )
         self._draw = build_program(ctx, "splat.vert", "splat.frag")
         self._quad = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
@@ -80,14 +115,19 @@ class GLSplatLayer:
         sh = np.concatenate([sh, np.zeros((n, 4 * stride - sh.shape[1]), np.float32)], 1)
         self._sh_stride = stride
         self._tex["sh"] = self._texture(sh.reshape(n * stride, 4))
-        self._index = self.ctx.buffer(reserve=4 * n)
+        if self.sort_mode == "gpu":
+            self._padded = 1 << max(0, (n - 1).bit_length())
+            self._index = self.ctx.buffer(reserve=4 * self._padded)
+            self._keys = self.ctx.buffer(reserve=4 * self._padded)
+        else:
+            self._index = self.ctx.buffer(reserve=4 * n)
         self._tf = self.ctx.buffer(reserve=4 * _TF_FLOATS * n)
         self._pre_vao = self.ctx.vertex_array(self._pre, [(self._index, "u", "in_index")])
         self._draw_vao = self.ctx.vertex_array(
             self._draw,
             [
                 (self._quad, "2f", "in_corner"),
-                (self._tf, "2f 3f 2f 4f 1f/i", "in_center", "in_conic", "in_radius", "in_color", "in_depth"),
+                (self._tf, "2f 3f 4f 4f 1f/i", "in_center", "in_conic", "in_axes", "in_color", "in_depth"),
             ],
         )
         self._sorted_forward = None
@@ -134,12 +174,50 @@ class GLSplatLayer:
         if self.count == 0 or not (force or self.needs_sort(viewmat)):
             return False
         forward = np.asarray(viewmat, np.float64)[2, :3]
-        z = self._means @ forward.astype(np.float32)
-        order = np.argsort(-z).astype(np.uint32)  # farthest first
-        self._index.write(order.tobytes())
+        if self.sort_mode == "gpu":
+            self._gpu_sort(forward)
+        else:
+            z = self._means @ forward.astype(np.float32)
+            order = np.argsort(-z).astype(np.uint32)  # farthest first
+            self._index.write(order.tobytes())
         self._sorted_forward = forward / np.linalg.norm(forward)
         self.sort_count += 1
         return True
+
+    def _gpu_sort(self, forward: np.ndarray) -> None:
+        moderngl = _moderngl()
+        ctx = self.ctx
+        p = self._padded
+        groups = -(-p // _SORT_GROUP)
+        self._keys.bind_to_storage_buffer(0)
+        self._index.bind_to_storage_buffer(1)
+        self._tex["mean_opacity"].use(0)
+        keys = self._sort_keys
+        keys["u_mean_opacity"].value = 0
+        keys["u_tex_width"].value = _TEX_WIDTH
+        keys["u_count"].value = self.count
+        keys["u_padded"].value = p
+        keys["u_forward"].value = tuple(float(v) for v in forward)
+        keys.run(groups)
+        step = self._sort_step
+        step["u_padded"].value = p
+        k = 2
+        while k <= p:
+            j = k // 2
+            while j >= 1:
+                ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
+                step["u_k"].value = k
+                step["u_j"].value = j
+                step.run(groups)
+                j //= 2
+            k *= 2
+        ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT | moderngl.VERTEX_ATTRIB_ARRAY_BARRIER_BIT)
+
+    def sorted_order(self) -> np.ndarray:  # [N] uint32
+        """The current back-to-front order (splat indices, farthest first), read back from the GPU."""
+        if self.count == 0:
+            return np.zeros(0, np.uint32)
+        return np.frombuffer(self._index.read(size=4 * self.count), np.uint32).copy()
 
     # ------------------------------------------------------------------ drawing
     def draw(
@@ -193,16 +271,19 @@ class GLSplatLayer:
 
     # ------------------------------------------------------------------ lifetime
     def _release_data(self) -> None:
-        for obj in (*self._tex.values(), self._index, self._tf, self._pre_vao, self._draw_vao):
+        for obj in (*self._tex.values(), self._index, self._keys, self._tf, self._pre_vao, self._draw_vao):
             if obj is not None:
                 obj.release()
         self._tex = {}
-        self._index = self._tf = self._pre_vao = self._draw_vao = None
+        self._index = self._keys = self._tf = self._pre_vao = self._draw_vao = None
 
     def release(self) -> None:
         self._release_data()
         for obj in (self._pre, self._draw, self._quad):
             obj.release()
+        if self.sort_mode == "gpu":
+            self._sort_keys.release()
+            self._sort_step.release()
 
 
 def _moderngl():

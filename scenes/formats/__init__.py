@@ -113,9 +113,10 @@ def decode_splats(data: bytes, format: str, source: str = "<bytes>", *, drop_inv
 
 
 def _read(path: str | os.PathLike, format: str | None, drop_invalid: bool) -> Decoded:
-    data = read_bytes(path)
-    fmt = format_from_name(format) if format else detect_format(path, data[: ply.MAX_HEADER_BYTES])
-    return _DECODERS[fmt](data, str(path), drop_invalid=drop_invalid)
+    fmt = format_from_name(format) if format else detect_format(path)
+    if fmt == "ply":
+        return ply.read_path(path, str(path), drop_invalid=drop_invalid)
+    return _DECODERS[fmt](read_bytes(path), str(path), drop_invalid=drop_invalid)
 
 
 def read_splats(path: str | os.PathLike, format: str | None = None, *, drop_invalid: bool = False) -> Splats:

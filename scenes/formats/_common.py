@@ -55,8 +55,15 @@ def logit_from_unit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p)).astype(np.float32)
 
 
+_LOGIT_U8 = None
+
+
 def logit_from_u8(a: np.ndarray) -> np.ndarray:
-    return logit_from_unit(a.astype(np.float32) / 255.0)
+    """Logits of 8-bit alphas (``a / 255``, clamped off 0 and 1), through a 256-entry table."""
+    global _LOGIT_U8
+    if _LOGIT_U8 is None:
+        _LOGIT_U8 = logit_from_unit(np.arange(256, dtype=np.float32) / np.float32(255.0))
+    return _LOGIT_U8[a]
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -70,7 +77,10 @@ def to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def count_clipped(x: np.ndarray, lo: float, hi: float) -> int:
-    return int(np.count_nonzero((x < lo) | (x > hi)))
+    """How many values of ``x`` lie outside [lo, hi] (NaN-free input)."""
+    if x.size == 0 or (x.min() >= lo and x.max() <= hi):
+        return 0
+    return int(np.count_nonzero(x < lo) + np.count_nonzero(x > hi))
 
 
 def rgb_u8_from_sh0(sh0: np.ndarray) -> tuple[np.ndarray, int]:

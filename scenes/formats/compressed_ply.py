@@ -15,7 +15,15 @@ import os
 import numpy as np
 
 from scenes.errors import FormatError
-from scenes.formats._common import Decoded, OTHERS, count_clipped, extra_note, finish, largest_first_positive, logit_from_unit
+from scenes.formats._common import (
+    OTHERS,
+    Decoded,
+    count_clipped,
+    extra_note,
+    finish,
+    largest_first_positive,
+    logit_from_unit,
+)
 from scenes.formats.ply import PlyHeader, element_arrays, is_compressed, parse_header
 from scenes.splats import SH_C0, Splats
 
@@ -96,7 +104,7 @@ def decode(data: bytes | memoryview, source: str = "<bytes>", *, drop_invalid: b
     pc = vertex["packed_color"].astype(np.uint32)
     rgb = [_unorm(pc, s, 8) for s in (24, 16, 8)]
     if has_color:
-        rgb = [_lerp(c[f"min_{ch}"], c[f"max_{ch}"], t) for ch, t in zip("rgb", rgb)]
+        rgb = [_lerp(c[f"min_{ch}"], c[f"max_{ch}"], t) for ch, t in zip("rgb", rgb, strict=True)]
     k = rest // 3 + 1
     sh = np.empty((n, k, 3), np.float32)
     sh[:, 0] = ((np.stack(rgb, axis=1) - 0.5) / SH_C0).astype(np.float32)

@@ -218,9 +218,7 @@ def _rest_columns(names: list[str], source: str) -> list[str]:
     return [f"f_rest_{i}" for i in idx]
 
 
-def decode(data: bytes | memoryview, source: str = "<bytes>", *, drop_invalid: bool = False) -> Decoded:
-    """Decode an Inria 3DGS PLY held in memory."""
-    header = parse_header(data, source)
+def _vertex_schema(header: PlyHeader, source: str) -> tuple[PlyElement, list[str]]:
     if is_compressed(header):
         raise FormatError(f"{source}: this is a PlayCanvas compressed PLY; read it with format='compressed_ply'")
     vertex = header.element("vertex")
@@ -233,46 +231,126 @@ def decode(data: bytes | memoryview, source: str = "<bytes>", *, drop_invalid: b
             f"{source}: PLY vertex element lacks the 3DGS properties {missing} (it has {names[:20]}); "
             "this is not a Gaussian splat PLY"
         )
-    rest = _rest_columns(names, source)
-    n = vertex.count
+    return vertex, _rest_columns(names, source)
+
+
+def _index(positions: list[int]) -> slice | list[int]:
+    """A slice when the column positions are consecutive (a cheaper strided copy), else the list."""
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        return slice(positions[0], positions[0] + len(positions))
+    return positions
+
+
+class _Sink:
+    """Destination arrays of a 3DGS PLY read, filled from [rows, P] float32 blocks of the vertex table."""
+
+    def __init__(self, vertex: PlyElement, rest: list[str]):
+        n = vertex.count
+        names = vertex.names()
+        col = {name: j for j, name in enumerate(names)}
+        self.k = len(rest) // 3 + 1
+        self.means = np.empty((n, 3), np.float32)
+        self.quats = np.empty((n, 4), np.float32)
+        self.log_scales = np.empty((n, 3), np.float32)
+        self.opacity = np.empty(n, np.float32)
+        self.sh = np.empty((n, self.k, 3), np.float32)
+        self.fields = [
+            (self.means, _index([col[c] for c in ("x", "y", "z")])),
+            (self.quats, _index([col[f"rot_{i}"] for i in range(4)])),
+            (self.log_scales, _index([col[f"scale_{i}"] for i in range(3)])),
+            (self.opacity, col["opacity"]),
+            (self.sh[:, 0, :], _index([col[f"f_dc_{i}"] for i in range(3)])),
+        ]
+        self.rest = _index([col[c] for c in rest]) if rest else None
+        std = set(_BASE) | set(rest)
+        self.extra = {name: np.empty(n, np.float32) for name in names if name not in std}
+
+    def fill(self, start: int, block: np.ndarray, col: dict[str, int]) -> None:
+        stop = start + len(block)
+        for dst, idx in self.fields:
+            dst[start:stop] = block[:, idx]
+        if self.rest is not None:
+            m, k = len(block), self.k
+            self.sh[start:stop, 1:, :] = block[:, self.rest].reshape(m, 3, k - 1).transpose(0, 2, 1)
+        for name, dst in self.extra.items():
+            dst[start:stop] = block[:, col[name]]
+
+
+def _finish(sink: _Sink, source: str, drop_invalid: bool) -> Decoded:
+    extra = {k: v for k, v in sink.extra.items() if k not in _NORMALS or np.any(v != 0)}
+    return finish(source, "ply", sink.means, sink.quats, sink.log_scales, sink.opacity, sink.sh, extra=extra,
+                  drop_invalid=drop_invalid)  # fmt: skip
+
+
+def decode(data: bytes | memoryview, source: str = "<bytes>", *, drop_invalid: bool = False) -> Decoded:
+    """Decode an Inria 3DGS PLY held in memory (any encoding, property order and property types)."""
+    header = parse_header(data, source)
+    vertex, rest = _vertex_schema(header, source)
     arr = element_arrays(data, header, ("vertex",), source)["vertex"]
-    k = len(rest) // 3 + 1
-    std = set(_BASE) | set(rest) | set(_NORMALS)
-    cols = list(_BASE) + rest
-    table = _columns(arr, vertex, cols, header)  # [N, 14 + R] float32 in the order of cols
-    means = table[:, 0:3]
-    sh = np.empty((n, k, 3), np.float32)
-    sh[:, 0, :] = table[:, 3:6]
-    if k > 1:
-        sh[:, 1:, :] = table[:, 14:].reshape(n, 3, k - 1).transpose(0, 2, 1)
-    extra = {}
-    for name in names:
-        if name not in std or (name in _NORMALS and np.any(arr[name] != 0)):
-            col = arr[name]
-            extra[name] = col.astype(col.dtype.newbyteorder("=")) if col.dtype.byteorder == ">" else col.copy()
-    return finish(
-        source, "ply", means, table[:, 10:14], table[:, 7:10], table[:, 6], sh, extra=extra, drop_invalid=drop_invalid
-    )
-
-
-def _columns(arr: np.ndarray, vertex: PlyElement, cols: list[str], header: PlyHeader) -> np.ndarray:
-    """[N, len(cols)] float32 copy of the named properties (one pass over the rows when all are float32)."""
-    n = vertex.count
+    names = vertex.names()
     if header.encoding == "binary_little_endian" and all(t == "f4" for _, t in vertex.properties):
-        flat = arr.view(np.float32).reshape(n, len(vertex.properties)) if n else np.zeros((0, len(vertex.properties)))
-        index = {name: j for j, name in enumerate(vertex.names())}
-        return np.take(flat, [index[c] for c in cols], axis=1).astype(np.float32, copy=False)
-    out = np.empty((n, len(cols)), np.float32)
-    for j, c in enumerate(cols):
-        out[:, j] = arr[c]
-    return out
+        sink = _Sink(vertex, rest)
+        if vertex.count:
+            sink.fill(0, arr.view(np.float32).reshape(vertex.count, len(names)), {n: j for j, n in enumerate(names)})
+        return _finish(sink, source, drop_invalid)
+    # mixed types, big endian or ascii: convert the 3DGS columns, keep extras in their own types
+    sink = _Sink(PlyElement("vertex", vertex.count, tuple((n, "f4") for n in _BASE + tuple(rest))), rest)
+    table = np.empty((vertex.count, len(_BASE) + len(rest)), np.float32)
+    for j, name in enumerate(_BASE + tuple(rest)):
+        table[:, j] = arr[name]
+    sink.fill(0, table, {})
+    std = set(_BASE) | set(rest)
+    for name in names:
+        if name not in std:
+            col = arr[name]
+            sink.extra[name] = col.astype(col.dtype.newbyteorder("=")) if col.dtype.byteorder == ">" else col.copy()
+    return _finish(sink, source, drop_invalid)
 
 
-def write(splats: Splats, path: str | os.PathLike) -> tuple[str, ...]:
-    """Write the standard 3DGS layout (float32 little endian) plus ``Splats.extra``; returns what was lost (nothing)."""
-    n = len(splats)
+BLOCK_BYTES = 4 << 20  # rows are copied through a cache-sized buffer
+
+
+def read_path(path: str | os.PathLike, source: str, *, drop_invalid: bool = False) -> Decoded:
+    """Read a 3DGS PLY from disk; the common case (binary little endian, all float32) streams through a small buffer
+    straight into the destination arrays, anything else goes through :func:`decode`."""
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER_BYTES + 16)
+        header = parse_header(head, source)
+        vertex, rest = _vertex_schema(header, source)
+        fast = (
+            header.encoding == "binary_little_endian"
+            and all(t == "f4" for _, t in vertex.properties)
+            and header.elements[0].name == "vertex"
+        )
+        if not fast:
+            f.seek(0)
+            return decode(f.read(), source, drop_invalid=drop_invalid)
+        p = len(vertex.properties)
+        size = os.fstat(f.fileno()).st_size
+        end = header.data_offset + vertex.count * 4 * p
+        if end > size:
+            raise FormatError(
+                f"{source}: truncated PLY: the header declares {vertex.count} 'vertex' rows of {4 * p} bytes, so the "
+                f"file should have at least {end} bytes (expected size {end}) but it has {size} bytes (actual size); "
+                "re-export or re-download it"
+            )
+        sink = _Sink(vertex, rest)
+        col = {n: j for j, n in enumerate(vertex.names())}
+        rows = max(1, BLOCK_BYTES // (4 * p))
+        buf = np.empty((rows, p), np.float32)
+        f.seek(header.data_offset)
+        for start in range(0, vertex.count, rows):
+            m = min(rows, vertex.count - start)
+            view = memoryview(buf[:m]).cast("B")
+            got = f.readinto(view)
+            if got != len(view):
+                raise FormatError(f"{source}: truncated PLY: short read at vertex {start} (the file shrank?)")
+            sink.fill(start, buf[:m], col)
+    return _finish(sink, source, drop_invalid)
+
+
+def _layout(splats: Splats) -> tuple[list[str], dict[str, np.ndarray]]:
     k = splats.sh.shape[1]
-    r = 3 * (k - 1)
     extra = {}
     for name, value in splats.extra.items():
         value = np.asarray(value)
@@ -282,42 +360,67 @@ def write(splats: Splats, path: str | os.PathLike) -> tuple[str, ...]:
             if value.ndim == 1 and value.dtype.kind in "iufb":
                 value = value.astype(np.float32 if value.dtype.kind in "fb" else np.int32)
             else:
-                raise FormatError(f"{path}: Splats.extra[{name!r}] has shape {value.shape} dtype {value.dtype}; PLY "
-                                  "stores one scalar (int8-64/uint8-32/float32/64) per splat")
+                raise FormatError(f"Splats.extra[{name!r}] has shape {value.shape} dtype {value.dtype}; PLY stores "
+                                  "one scalar (int8-32/uint8-32/float32/64) per splat")  # fmt: skip
         if name in _BASE or _REST.match(name):
-            raise FormatError(f"{path}: Splats.extra[{name!r}] clashes with a standard 3DGS property; rename it")
+            raise FormatError(f"Splats.extra[{name!r}] clashes with a standard 3DGS property; rename it")
         extra[name] = value
     names = ["x", "y", "z", *_NORMALS, "f_dc_0", "f_dc_1", "f_dc_2"]
-    names += [f"f_rest_{i}" for i in range(r)]
+    names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
     names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    p = len(names)
-    fields = [(nm, "<f4") for nm in names] + [(nm, "<" + v.dtype.str[1:]) for nm, v in extra.items()]
-    dtype = np.dtype(fields)
-    out = np.empty(n, dtype)
-    if extra:
-        table = np.empty((n, p), np.float32)
-    else:
-        table = out.view(np.float32).reshape(n, p) if n else np.empty((0, p), np.float32)
-    table[:, 0:3] = splats.means
+    return names, extra
+
+
+def _fill(table: np.ndarray, splats: Splats, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of the standard float32 layout into ``table`` [stop - start, P]."""
+    m = stop - start
+    k = splats.sh.shape[1]
+    r = 3 * (k - 1)
+    table[:, 0:3] = splats.means[start:stop]
     for j, nm in enumerate(_NORMALS):
-        table[:, 3 + j] = splats.extra.get(nm, 0.0)
-    table[:, 6:9] = splats.sh[:, 0]
+        table[:, 3 + j] = np.asarray(splats.extra[nm])[start:stop] if nm in splats.extra else 0.0
+    table[:, 6:9] = splats.sh[start:stop, 0]
     if r:
-        dst = table[:, 9 : 9 + r].reshape(n, 3, k - 1)
-        assert np.shares_memory(dst, table) or n == 0
-        dst[...] = splats.sh[:, 1:, :].transpose(0, 2, 1)
-    table[:, 9 + r] = splats.opacity_logits
-    table[:, 10 + r : 13 + r] = splats.log_scales
-    table[:, 13 + r : 17 + r] = splats.quats
-    if extra:
-        for j, nm in enumerate(names):
-            out[nm] = table[:, j]
-        for nm, v in extra.items():
-            out[nm] = v
+        dst = table[:, 9 : 9 + r].reshape(m, 3, k - 1)
+        assert m == 0 or np.shares_memory(dst, table)
+        dst[...] = splats.sh[start:stop, 1:, :].transpose(0, 2, 1)
+    table[:, 9 + r] = splats.opacity_logits[start:stop]
+    table[:, 10 + r : 13 + r] = splats.log_scales[start:stop]
+    table[:, 13 + r : 17 + r] = splats.quats[start:stop]
+
+
+def write(splats: Splats, path: str | os.PathLike) -> tuple[str, ...]:
+    """Write the standard 3DGS layout (float32 little endian) plus ``Splats.extra``; returns what was lost (nothing)."""
+    n = len(splats)
+    try:
+        names, extra = _layout(splats)
+    except FormatError as exc:
+        raise FormatError(f"{path}: {exc}") from exc
+    p = len(names)
+    dtype = np.dtype([(nm, "<f4") for nm in names] + [(nm, "<" + v.dtype.str[1:]) for nm, v in extra.items()])
     lines = ["ply", "format binary_little_endian 1.0", "comment Generated by hybrid-scene-runtime", f"element vertex {n}"]
     lines += [f"property {_PLY_NAME[dtype[nm].str[1:]]} {nm}" for nm in dtype.names]
     lines.append("end_header\n")
     with open(path, "wb") as f:
         f.write("\n".join(lines).encode("ascii"))
-        f.write(out.view(np.uint8))
+        if all(v.dtype == np.float32 for v in extra.values()):
+            width = p + len(extra)
+            rows = max(1, BLOCK_BYTES // (4 * width))
+            buf = np.empty((rows, width), np.float32)
+            for start in range(0, n, rows):
+                stop = min(n, start + rows)
+                block = buf[: stop - start]
+                _fill(block[:, :p], splats, start, stop)
+                for j, v in enumerate(extra.values()):
+                    block[:, p + j] = v[start:stop]
+                f.write(memoryview(block).cast("B"))
+        else:
+            out = np.empty(n, dtype)
+            table = np.empty((n, p), np.float32)
+            _fill(table, splats, 0, n)
+            for j, nm in enumerate(names):
+                out[nm] = table[:, j]
+            for nm, v in extra.items():
+                out[nm] = v
+            f.write(out.view(np.uint8))
     return ()

@@ -31,7 +31,7 @@ from scenes.formats._common import (
     logit_from_u8,
     need,
     round_half_away,
-    to_u8,
+    sigmoid,
     unit_quats,
 )
 from scenes.splats import Splats
@@ -167,16 +167,22 @@ def _decode_v4(data, source: str, drop_invalid: bool) -> Decoded:
     return _unpack(streams, version, n, degree, fb, flags, source, drop_invalid, notes)
 
 
+_SCALE_LUT = (np.arange(256, dtype=np.float32) / np.float32(16.0) - np.float32(10.0)).astype(np.float32)
+_COLOR_LUT = ((np.arange(256, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(COLOR_SCALE)).astype(
+    np.float32
+)
+
+
 def _unpack(streams, version, n, degree, fb, flags, source, drop_invalid, notes) -> Decoded:
     pos, alphas, colors, scales, rots, sh_bytes = streams
     if version == 1:
         means = pos.view("<f2").reshape(n, 3).astype(np.float32)
     else:
-        b = pos.reshape(n * 3, 3).astype(np.int32)
-        fixed = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        b = pos.reshape(n * 3, 3)
+        fixed = b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16)
         fixed = (fixed ^ 0x800000) - 0x800000
         means = fixed.reshape(n, 3).astype(np.float32) * np.float32(2.0**-fb)
-    log_scales = scales.reshape(n, 3).astype(np.float32) / np.float32(16.0) - np.float32(10.0)
+    log_scales = _SCALE_LUT[scales.reshape(n, 3)]
     if version >= 3:
         xyzw = _unpack_smallest_three(rots.view("<u4"))
     else:
@@ -187,10 +193,11 @@ def _unpack(streams, version, n, degree, fb, flags, source, drop_invalid, notes)
     dims = _DIMS[degree]
     keep = min(dims, 15)
     sh = np.empty((n, keep + 1, 3), np.float32)
-    sh[:, 0] = (colors.reshape(n, 3).astype(np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(COLOR_SCALE)
+    sh[:, 0] = _COLOR_LUT[colors.reshape(n, 3)]
     if dims:
-        rest = sh_bytes.reshape(n, dims, 3)[:, :keep]
-        sh[:, 1:] = (rest.astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
+        rest = sh[:, 1:]
+        np.subtract(sh_bytes.reshape(n, dims, 3)[:, :keep], np.float32(128.0), out=rest, dtype=np.float32)
+        rest *= np.float32(1.0 / 128.0)  # exact: (b - 128) / 128
     if dims > keep:
         notes.append("SH band 4 dropped (Splats holds degrees 0-3)")
     if flags & FLAG_ANTIALIASED:
@@ -230,15 +237,24 @@ def _pack_smallest_three(xyzw: np.ndarray) -> np.ndarray:
     return comp
 
 
-def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
-    bucket = 1 << (8 - bits)
-    q = round_half_away(x.astype(np.float32) * np.float32(128.0)).astype(np.int64) + 128
-    q = np.clip(q, -bucket, 255 + bucket)
-    q = (q + bucket // 2) // bucket * bucket
-    return np.clip(q, 0, 255).astype(np.uint8)
+def _round_clip_u8(t: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = clamp(round(t), 0, 255)``, in place on the float32 temporary ``t`` (spz's ``toUint8``)."""
+    np.add(t, np.copysign(np.float32(0.5), t), out=t)
+    np.trunc(t, out=t)
+    np.clip(t, 0, 255, out=t)
+    out[...] = t
 
 
-def encode(
+BLOCK = 1 << 15  # splats encoded at a time (keeps the float temporaries in cache)
+
+
+def encode(splats: Splats, version: int = 4, **options) -> tuple[bytes, tuple[str, ...]]:
+    """SPZ bytes of ``splats`` and a description of what was lost (``options`` as :func:`write`)."""
+    parts, lost = _encode_parts(splats, version, **options)
+    return b"".join(parts), lost
+
+
+def _encode_parts(
     splats: Splats,
     version: int = 4,
     *,
@@ -246,21 +262,24 @@ def encode(
     sh_rest_bits: int = 4,
     fractional_bits: int | None = None,
     level: int | None = None,
-) -> tuple[bytes, tuple[str, ...]]:
-    """SPZ bytes of ``splats`` and a description of what was lost.
+) -> tuple[list, tuple[str, ...]]:
+    """The pieces of an SPZ file of ``splats`` and a description of what was lost.
 
     ``sh1_bits`` / ``sh_rest_bits``: bits kept for SH band 1 / bands 2-3 (the reference defaults 5 and 4; 8 keeps
     all the format holds). ``fractional_bits``: position resolution 2^-bits m (default 12, lowered automatically when
-    the scene is too large for 24-bit fixed point). ``level``: ZSTD level for v4 (default 3) or zlib level for v2-3
-    (default 1); higher levels give files a few percent smaller at many times the cost.
+    the scene is too large for 24-bit fixed point). ``level``: ZSTD level for v4 or zlib level for v2-3 (default 1
+    for both: the reference's level 12 / 6 make files ~1-5% smaller at 5-10 times the cost).
+    Quantisation matches the reference encoder byte for byte except, rarely, for values within float32 rounding of
+    a rounding tie.
     """
     if version not in (2, 3, 4):
         raise FormatError(f"SPZ version {version!r} cannot be written; choose 2, 3 or 4 (version 1 is read-only)")
     for name, bits in (("sh1_bits", sh1_bits), ("sh_rest_bits", sh_rest_bits)):
-        if not 1 <= bits <= 8:
-            raise FormatError(f"{name}={bits!r}: SH quantisation bits must be in 1..8")
+        if not isinstance(bits, int) or not 1 <= bits <= 8:
+            raise FormatError(f"{name}={bits!r}: SH quantisation bits must be an integer in 1..8")
     n = len(splats)
     degree = splats.sh_degree
+    dims = _DIMS[degree]
     lost: list[str] = []
     maxabs = float(np.abs(splats.means).max()) if n else 0.0
     limit = 2**23 - 1
@@ -270,71 +289,91 @@ def encode(
             fractional_bits -= 1
         if fractional_bits < 12:
             lost.append(f"fractional bits lowered to {fractional_bits} so positions up to {maxabs:.1f} m fit 24 bits")
-    if not 0 <= fractional_bits <= 23:
-        raise FormatError(f"fractional_bits={fractional_bits!r}: must be in 0..23")
+    if not isinstance(fractional_bits, int) or not 0 <= fractional_bits <= 23:
+        raise FormatError(f"fractional_bits={fractional_bits!r}: must be an integer in 0..23")
     if maxabs * 2.0**fractional_bits > limit:
         raise FormatError(
             f"positions up to {maxabs:.4g} m do not fit SPZ's 24-bit fixed point at {fractional_bits} fractional bits "
             f"(limit {limit / 2.0**fractional_bits:.4g} m); lower fractional_bits or recentre the scene"
         )
-    scaled = (splats.means * np.float32(2.0**fractional_bits)).astype(np.float64)
-    fixed = round_half_away(scaled).astype(np.int64) & 0xFFFFFF
-    pos = np.empty((n * 3, 3), np.uint8)
-    flat = fixed.reshape(-1)
-    pos[:, 0] = flat & 0xFF
-    pos[:, 1] = (flat >> 8) & 0xFF
-    pos[:, 2] = (flat >> 16) & 0xFF
+    pos = np.empty((n, 9), np.uint8)
+    alphas = np.empty(n, np.uint8)
+    colors = np.empty((n, 3), np.uint8)
+    scales = np.empty((n, 3), np.uint8)
+    rots = np.empty((n, 4 if version >= 3 else 3), np.uint8)
+    sh = np.empty((n, dims, 3), np.uint8)
+    f32 = np.float32
+    for a in range(0, n, BLOCK):
+        b = min(n, a + BLOCK)
+        t = splats.means[a:b] * f32(2.0**fractional_bits)
+        fixed = round_half_away(t.astype(np.float64)).astype("<i4")  # two's complement; keep the low 3 bytes
+        pos[a:b] = fixed.view(np.uint8).reshape(b - a, 3, 4)[:, :, :3].reshape(b - a, 9)
+        _round_clip_u8(sigmoid(splats.opacity_logits[a:b]) * f32(255.0), alphas[a:b])
+        _round_clip_u8(splats.sh[a:b, 0] * f32(COLOR_SCALE * 255.0) + f32(127.5), colors[a:b])
+        _round_clip_u8((splats.log_scales[a:b] + f32(10.0)) * f32(16.0), scales[a:b])
+        xyzw = unit_quats(splats.quats[a:b])[:, [1, 2, 3, 0]]
+        if version >= 3:
+            rots[a:b] = _pack_smallest_three(xyzw).astype("<u4").view(np.uint8).reshape(-1, 4)
+        else:
+            sgn = np.where(xyzw[:, 3:4] < 0, f32(-127.5), f32(127.5))
+            _round_clip_u8(xyzw[:, :3] * sgn + f32(127.5), rots[a:b])
+        if dims:
+            t = splats.sh[a:b, 1:4] * f32(128.0)
+            np.add(t, np.copysign(f32(0.5), t), out=t)
+            np.trunc(t, out=t)
+            t += f32(128.0)
+            _bucket(t, sh[a:b, :3], 1 << (8 - sh1_bits))
+            if degree > 1:
+                t = splats.sh[a:b, 4:] * f32(128.0)
+                np.add(t, np.copysign(f32(0.5), t), out=t)
+                np.trunc(t, out=t)
+                t += f32(128.0)
+                _bucket(t, sh[a:b, 3:], 1 << (8 - sh_rest_bits))
     lost.append(f"positions quantised to 2^-{fractional_bits} m")
-    alphas = to_u8(splats.opacities * np.float32(255.0))
-    dc = splats.sh[:, 0]
-    colors = to_u8(dc * np.float32(COLOR_SCALE * 255.0) + np.float32(127.5))
-    dc_lim = 127.5 / (COLOR_SCALE * 255.0)
-    scales = to_u8((splats.log_scales + np.float32(10.0)) * np.float32(16.0))
     lost.append("log-scales quantised to 1/16, opacity and colour to 8 bits")
-    xyzw = unit_quats(splats.quats)[:, [1, 2, 3, 0]]
-    if version >= 3:
-        rots = _pack_smallest_three(xyzw).astype("<u4").view(np.uint8)
-        lost.append("rotations quantised to 9 bits + sign (smallest three)")
-    else:
-        s = np.where(xyzw[:, 3:4] < 0, np.float32(-127.5), np.float32(127.5))
-        rots = to_u8(xyzw[:, :3] * s + np.float32(127.5))
-        lost.append("rotations quantised to 8 bits (xyz, w reconstructed)")
+    lost.append("rotations quantised to " + ("9 bits + sign (smallest three)" if version >= 3 else
+                                              "8 bits (xyz, w reconstructed)"))  # fmt: skip
     if degree:
-        rest = splats.sh[:, 1:]
-        sh = np.empty(rest.shape, np.uint8)
-        sh[:, :3] = _quantize_sh(rest[:, :3], sh1_bits)
-        if degree > 1:
-            sh[:, 3:] = _quantize_sh(rest[:, 3:], sh_rest_bits)
-        lost.append(f"SH band 1 quantised to {sh1_bits} bits, bands 2+ to {sh_rest_bits} bits")
-        clipped = count_clipped(rest, -1.0, 127.0 / 128.0)
-        if clipped:
-            lost.append(f"{clipped} SH coefficient(s) outside [-1, 1] clipped")
-    else:
-        sh = np.zeros(0, np.uint8)
+        lost.append(f"SH band 1 quantised to {sh1_bits} bits" + (f", bands 2+ to {sh_rest_bits} bits" if degree > 1
+                                                                    else ""))  # fmt: skip
+    dc_lim = 127.5 / (COLOR_SCALE * 255.0)
     for what, count in (
+        ("SH coefficient(s) outside [-1, 1]", count_clipped(splats.sh[:, 1:], -1.0, 127.0 / 128.0) if degree else 0),
         ("log-scale(s) outside [-10, 5.94]", count_clipped(splats.log_scales, -10.0, 5.96875)),
-        (f"base colour SH value(s) outside +-{dc_lim:.2f}", count_clipped(dc, -dc_lim, dc_lim)),
+        (f"base colour SH value(s) outside +-{dc_lim:.2f}", count_clipped(splats.sh[:, 0], -dc_lim, dc_lim)),
     ):
         if count:
             lost.append(f"{count} {what} clipped")
     lost += extra_note(splats, "SPZ")
-    parts = [pos.tobytes(), alphas.tobytes(), colors.tobytes(), scales.tobytes(), rots.tobytes(), sh.tobytes()]
+    streams = [a.reshape(-1) for a in (pos, alphas, colors, scales, rots, sh)]
     if version >= 4:
         zstd = require("zstandard", "writing SPZ v4")
-        cctx = zstd.ZstdCompressor(level=3 if level is None else level)
-        chunks = [(cctx.compress(p), len(p)) for p in parts if p]
+        cctx = zstd.ZstdCompressor(level=1 if level is None else level)
+        chunks = [(cctx.compress(a), a.size) for a in streams if a.size]
         header = struct.pack("<IIIBBBBI12x", MAGIC, version, n, degree, fractional_bits, 0, len(chunks), 32)
         toc = b"".join(struct.pack("<QQ", len(c), u) for c, u in chunks)
-        return header + toc + b"".join(c for c, _ in chunks), tuple(lost)
+        return [header, toc, *(c for c, _ in chunks)], tuple(lost)
     header = struct.pack("<IIIBBBB", MAGIC, version, n, degree, fractional_bits, 0, 0)
     comp = zlib.compressobj(1 if level is None else level, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9)
-    out = [comp.compress(header)] + [comp.compress(p) for p in parts] + [comp.flush()]
-    return b"".join(out), tuple(lost)
+    return [comp.compress(header), *(comp.compress(a) for a in streams), comp.flush()], tuple(lost)
+
+
+def _bucket(q: np.ndarray, out: np.ndarray, bucket: int) -> None:
+    """spz's ``quantizeSH`` after ``q = round(x * 128) + 128``: round to the nearest bucket centre, clamp to u8."""
+    if bucket > 1:  # q holds integers and bucket is a power of two: floor(q / bucket) is exact as below
+        q += np.float32(bucket // 2)
+        q *= np.float32(1.0 / bucket)
+        np.floor(q, out=q)
+        q *= np.float32(bucket)
+    np.clip(q, 0, 255, out=q)
+    out[...] = q
 
 
 def write(splats: Splats, path: str | os.PathLike, *, version: int = 4, **options) -> tuple[str, ...]:
-    """Write SPZ (``version`` 2, 3 or 4); ``options`` as :func:`encode`. Returns what the format could not keep."""
-    data, lost = encode(splats, version, **options)
+    """Write SPZ ``version`` 2, 3 or 4 (``options``: ``sh1_bits``, ``sh_rest_bits``, ``fractional_bits``, ``level``;
+    see :func:`_encode_parts`). Returns what the format could not keep."""
+    parts, lost = _encode_parts(splats, version, **options)
     with open(path, "wb") as f:
-        f.write(data)
+        for part in parts:
+            f.write(part)
     return lost

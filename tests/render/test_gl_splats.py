@@ -139,3 +139,45 @@ def test_empty_and_missing_splats_draw_the_background(ctx):
         frame = r.render_frame(np.eye(4), _K(32, 24, 30))
     np.testing.assert_allclose(frame.color, np.broadcast_to([0.25, 0.5, 0.75], (24, 32, 3)), atol=1e-3)
     assert (frame.alpha == 0).all() and np.isinf(frame.mesh_depth).all()
+
+
+@pytest.mark.parametrize("n", [1, 1000, 4096])
+def test_gpu_sort_orders_farthest_first_like_numpy(ctx, n):
+    from render.gl.splat_layer import GLSplatLayer
+
+    if ctx.version_code < 430:
+        pytest.skip(f"GPU sort needs GL 4.3 compute shaders, the context has {ctx.version_code}")
+    splats = _random_splats(n, 0, seed=n)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    layer = GLSplatLayer(ctx, sort="gpu")
+    try:
+        layer.set_splats(splats)
+        assert layer.sort(viewmat)
+        order = layer.sorted_order()
+    finally:
+        layer.release()
+    z = splats.means @ viewmat[2, :3]
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))  # a permutation
+    np.testing.assert_array_equal(z[order], np.sort(z)[::-1])  # farthest first, as numpy sorts
+
+
+def test_gpu_and_cpu_sort_render_the_same_image(ctx):
+    if ctx.version_code < 430:
+        pytest.skip(f"GPU sort needs GL 4.3 compute shaders, the context has {ctx.version_code}")
+    splats = _random_splats(300, 1, seed=2)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 55)
+    frames = []
+    for sort in ("cpu", "gpu"):
+        with Renderer(ctx, W, H, RenderSettings(sort=sort)) as r:
+            assert r.splat_layer.sort_mode == sort
+            r.set_splats(splats)
+            frames.append(r.render_frame(viewmat, K))
+    np.testing.assert_array_equal(frames[0].color, frames[1].color)
+
+
+def test_auto_sort_uses_the_cpu_on_a_software_renderer(ctx):
+    from render.gl.splat_layer import is_software_renderer, resolve_sort_mode
+
+    expected = "cpu" if is_software_renderer(ctx) or ctx.version_code < 430 else "gpu"
+    assert resolve_sort_mode(ctx, "auto") == expected

@@ -1,5 +1,5 @@
 #version 330 core
-// One screen-aligned quad per splat (instanced), covering the Gaussian out to the opacity-aware extent.
+// One quad per splat (instanced): the oriented bounding box of the ellipse out to the opacity-aware extent.
 
 uniform vec2 u_size;      // image width, height
 uniform vec2 u_depth_ab;  // NDC depth = a + b / z
@@ -7,7 +7,7 @@ uniform vec2 u_depth_ab;  // NDC depth = a + b / z
 in vec2 in_corner;        // per vertex: (+-1, +-1)
 in vec2 in_center;        // per instance, from the preprocess pass
 in vec3 in_conic;
-in vec2 in_radius;
+in vec4 in_axes;          // major half axis xy, minor half axis zw, pixels
 in vec4 in_color;
 in float in_depth;
 
@@ -16,14 +16,14 @@ flat out vec3 v_conic;
 flat out vec4 v_color;
 
 void main() {
-    if (in_radius.x <= 0.0) {
+    if (in_axes.x == 0.0 && in_axes.y == 0.0) {
         gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: no fragments
         v_offset = vec2(0.0);
         v_conic = vec3(0.0);
         v_color = vec4(0.0);
         return;
     }
-    vec2 offset = in_corner * in_radius;
+    vec2 offset = in_corner.x * in_axes.xy + in_corner.y * in_axes.zw;
     vec2 px = in_center + offset;
     vec2 ndc = vec2(2.0 * px.x / u_size.x - 1.0, 1.0 - 2.0 * px.y / u_size.y);
     float z = in_depth;

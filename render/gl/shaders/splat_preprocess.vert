@@ -23,7 +23,7 @@ in uint in_index;
 
 out vec2 out_center;   // pixel coordinates of the projected mean
 out vec3 out_conic;    // inverse 2D covariance (xx, xy, yy)
-out vec2 out_radius;   // half extent of the quad in pixels; 0 for a culled splat
+out vec4 out_axes;     // the ellipse's half axes in pixels (major xy, minor zw); 0 for a culled splat
 out vec4 out_color;    // rgb, opacity
 out float out_depth;   // view depth z
 
@@ -80,7 +80,7 @@ vec3 eval_sh(int idx, vec3 dir) {
 void cull() {
     out_center = vec2(0.0);
     out_conic = vec3(0.0);
-    out_radius = vec2(0.0);
+    out_axes = vec4(0.0);
     out_color = vec4(0.0);
     out_depth = -1.0;
 }
@@ -129,7 +129,13 @@ void main() {
     float extend = min(3.33, sqrt(2.0 * log(opacity / ALPHA_THRESHOLD)));
     out_center = vec2(fx * mc.x * rz + cx, fy * mc.y * rz + cy);
     out_conic = vec3(c / det, -b / det, a / det);
-    out_radius = extend * sqrt(vec2(a, c));
+    // half axes of the ellipse where alpha falls to 1/255: the quad is the ellipse's oriented bounding box
+    float mid = 0.5 * (a + c);
+    float disc = sqrt(max(0.25 * (a - c) * (a - c) + b * b, 0.0));
+    float l1 = mid + disc;
+    float l2 = max(mid - disc, 1e-12);
+    vec2 e1 = abs(b) > 1e-12 * l1 ? normalize(vec2(b, l1 - a)) : (a >= c ? vec2(1.0, 0.0) : vec2(0.0, 1.0));
+    out_axes = extend * vec4(sqrt(l1) * e1, sqrt(l2) * vec2(-e1.y, e1.x));
     vec3 dir = normalize(mean - u_campos);
     out_color = vec4(eval_sh(idx, dir), opacity);
     out_depth = mc.z;

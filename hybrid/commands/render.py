@@ -1,0 +1,86 @@
+"""``hybrid render``: headless rendering of a scene folder to PNGs or an MP4 (EGL, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def _parse_color(text: str) -> tuple[float, float, float]:
+    from scenes.errors import ShapeError
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ShapeError(f"--background: expected three numbers R,G,B in [0, 1], got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def render_command(
+    scene: Path = typer.Argument(..., help="Scene folder (scene.json, splats, objects)."),
+    out: Path = typer.Option(..., "-o", "--out", help="OUT.mp4 for a video, a folder for DIR/c{i}.png, or one .png."),
+    cameras: Path | None = typer.Option(None, "--cameras", help="nerfstudio transforms.json: one view per frame, in order."),
+    orbit: int | None = typer.Option(None, "--orbit", help="Render N views on a circle around the scene (default 60)."),
+    width: int | None = typer.Option(None, "--width", help="Image width (default: the cameras', else 1280)."),
+    height: int | None = typer.Option(None, "--height", help="Image height (default: the cameras', else 720)."),
+    fov: float = typer.Option(50.0, "--fov", help="Orbit vertical field of view in degrees, without capture cameras."),
+    elevation: float | None = typer.Option(None, "--elevation", help="Orbit elevation in degrees (default from the capture cameras, else 20)."),
+    fps: float = typer.Option(30.0, "--fps", help="Frame rate of an MP4."),
+    splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
+    raster_backend: str | None = typer.Option(None, "--raster-backend", help="render.rasterize backend for --splat-path raster."),
+    background: str = typer.Option("0,0,0", "--background", help="Background colour R,G,B in [0, 1]."),
+    colliders: bool = typer.Option(False, "--colliders", help="Draw the object colliders as wireframes."),
+) -> None:
+    """Render SCENE headless (EGL) from --cameras or an --orbit into OUT.mp4 or a folder of PNGs."""
+    import time
+
+    from render.gl.headless import render_views, scene_orbit, write_pngs, write_video
+    from render.gl.renderer import RenderSettings
+    from scenes import load_scene, read_cameras_file
+    from scenes.errors import ShapeError
+
+    if cameras is not None and orbit is not None:
+        raise ShapeError("give either --cameras or --orbit, not both")
+    suffix = out.suffix.lower()
+    if suffix not in ("", ".mp4", ".png") and not out.is_dir():
+        raise ShapeError(f"-o {out}: expected OUT.mp4, a .png or a folder (no suffix), got suffix {out.suffix!r}")
+    settings = RenderSettings(splat_path=splat_path, background=_parse_color(background), raster_backend=raster_backend)
+    loaded = load_scene(scene, load_weights=False)
+    if cameras is not None:
+        views = read_cameras_file(cameras)
+        size = (width, height) if width and height else None
+    else:
+        views = scene_orbit(loaded, 60 if orbit is None else orbit, width=width, height=height, fov_y_deg=fov,
+                            elevation_deg=elevation)  # fmt: skip
+        size = None
+    if suffix == ".mp4" and size is None:  # one size for the whole video: the first view's
+        size = (views[0].width, views[0].height)
+    if suffix == ".png" and len(views) != 1:
+        raise ShapeError(f"-o {out}: a single .png needs exactly one view, got {len(views)}; give a folder instead")
+
+    start = time.perf_counter()
+    frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)
+    if suffix == ".mp4":
+        count = write_video(out, frames, fps=fps)
+        what = str(out)
+    elif suffix == ".png":
+        from PIL import Image
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(next(iter(frames))).save(out)
+        count, what = 1, str(out)
+    else:
+        count = len(write_pngs(out, frames))
+        what = f"{out}/c0.png .. c{count - 1}.png"
+    elapsed = time.perf_counter() - start
+    typer.echo(f"rendered {count} view(s) ({splat_path} splats, {len(loaded.splats)} splats) to {what} "
+               f"in {elapsed:.1f} s ({1000 * elapsed / max(count, 1):.0f} ms/view)")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render_command)

@@ -1,0 +1,410 @@
+"""From splats to objects: the ground plane, object instances, colliders and masses.
+
+1. :func:`fit_ground`: RANSAC on splat centres weighted by opacity, keeping only planes
+   whose normal is within ``max_tilt_deg`` of "up" (against gravity), then a weighted
+   least-squares refit on the inliers.
+2. :func:`find_objects`: the confident splats standing above the ground are clustered by
+   density (DBSCAN on a KD-tree: core splats have ``min_samples`` neighbours within
+   ``eps``; connected cores form a cluster, border splats join their nearest core). Tiny
+   clusters, floaters (not resting on the ground or on a resting cluster) and clusters as
+   wide as the scene (background structure) are not objects. ``seeds`` (``--object x,y,z``)
+   choose clusters explicitly and split a cluster that holds several seeds.
+3. :func:`segment_scene`: a collider per object (convex hull of its splat centres, its
+   lowest band extended down to the ground plane so that it rests where it stood), volume,
+   mass from a density, friction and restitution defaults, in a new :class:`scenes.Scene`.
+
+Every step is numpy/scipy; nothing here renders. Refinement with rendered per-pixel splat
+ids lives in ``hybrid`` (physics never imports render).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from physics.colliders import convex_collider, mass_properties
+from scenes.errors import PhysicsError, SceneError, ShapeError
+from scenes.scene import Ground, Scene, SceneObject
+from scenes.splats import Splats
+
+__all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
+           "build_object", "merge_objects", "rename_object"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Knobs of the segmentation; ``None`` means "derive from the scene's scale"."""
+
+    gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # world gravity; the ground faces against it
+    max_tilt_deg: float = 30.0  # the ground normal may lean at most this far from "up"
+    min_opacity: float = 0.3  # fainter splats are ignored (haze, floaters)
+    ground_threshold: float | None = None  # m from the plane counted as ground (None: 4 sigma of the ground's thickness, <= 0.5% of the scene)
+    ground_iterations: int = 300  # RANSAC hypotheses
+    min_height: float | None = None  # m above the ground for an object splat (None: 2 * ground_threshold)
+    eps: float | None = None  # clustering radius, m (None: 2.5 x the median distance to the 8th neighbour)
+    min_samples: int = 8  # neighbours within eps that make a splat a cluster core
+    min_splats: int = 50  # fewer splats: not an object
+    min_size: float = 0.02  # m; a cluster whose largest extent is smaller is not an object
+    max_size_fraction: float = 0.6  # a cluster wider than this fraction of the scene is static background
+    support_gap: float | None = None  # m; a cluster further than this from the ground or a support floats (None: 3 eps)
+    density: float = 500.0  # kg/m^3 for the mass (roughly wood or filled plastic)
+    friction: float = 0.6  # Coulomb friction of new objects
+    restitution: float = 0.1  # bounciness of new objects
+    seed: int = 0  # RANSAC randomness
+
+    def __post_init__(self) -> None:
+        if not (0 < self.max_tilt_deg < 90):
+            raise ShapeError(f"SegmentConfig.max_tilt_deg: expected (0, 90) degrees, got {self.max_tilt_deg}")
+        if not (self.density > 0 and math.isfinite(self.density)):
+            raise ShapeError(f"SegmentConfig.density: expected kg/m^3 > 0, got {self.density}")
+        for name in ("ground_threshold", "min_height", "eps", "support_gap"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ShapeError(f"SegmentConfig.{name}: expected None or metres > 0, got {v}")
+
+
+@dataclass(frozen=True)
+class GroundFit:
+    """A fitted ground plane: points ``x`` on it satisfy ``normal . x = offset``."""
+
+    normal: np.ndarray  # [3] unit, pointing up (against gravity)
+    offset: float
+    inliers: np.ndarray  # [N] bool: splats within ``threshold`` of the plane
+    threshold: float  # m
+    tilt_deg: float  # angle between the normal and "up"
+    support: float  # fraction of the (opacity-weighted) splats that are inliers
+
+    def height(self, points: np.ndarray) -> np.ndarray:  # [N, 3] -> [N]
+        """Signed height of points above the plane."""
+        return np.asarray(points, np.float64) @ self.normal - self.offset
+
+
+@dataclass(frozen=True)
+class ObjectCandidate:
+    """A cluster of splats found to be an object."""
+
+    indices: np.ndarray  # [M] int64 splat indices (into the full splat set)
+    centroid: np.ndarray  # [3] opacity-weighted mean of the splat centres
+    bottom: float  # lowest splat height above the ground, m
+    supported: bool  # rests on the ground (or on another object)
+
+
+def _up(gravity) -> np.ndarray:
+    g = np.asarray(gravity, np.float64).reshape(3)
+    n = np.linalg.norm(g)
+    if n == 0 or not np.isfinite(n):
+        raise ShapeError(f"gravity: expected a non-zero finite vector, got {g.tolist()}")
+    return -g / n
+
+
+def _extent(points: np.ndarray) -> float:
+    """Robust size of a point set: the largest 2-98 percentile range over the axes."""
+    lo, hi = np.percentile(points, [2, 98], axis=0)
+    return float(np.max(hi - lo))
+
+
+def _plane_lsq(points: np.ndarray, weights: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, float]:
+    w = weights / weights.sum()
+    c = w @ points
+    d = points - c
+    cov = (d * w[:, None]).T @ d
+    normal = np.linalg.eigh(cov)[1][:, 0]
+    if normal @ up < 0:
+        normal = -normal
+    return normal, float(normal @ c)
+
+
+def fit_ground(
+    means: np.ndarray,  # [N, 3]
+    weights: np.ndarray,  # [N] opacity (or any non-negative confidence)
+    config: SegmentConfig | None = None,
+) -> GroundFit:
+    """Robust plane fit for the ground: opacity-weighted RANSAC restricted to near-horizontal planes."""
+    cfg = config or SegmentConfig()
+    means = np.asarray(means, np.float64)
+    weights = np.asarray(weights, np.float64).reshape(-1)
+    if means.ndim != 2 or means.shape[1] != 3 or len(weights) != len(means):
+        raise ShapeError(f"fit_ground: expected means [N, 3] and weights [N], got {means.shape} and {weights.shape}")
+    keep = np.isfinite(means).all(1) & np.isfinite(weights) & (weights > 0)
+    if keep.sum() < 3:
+        raise SceneError(f"fit_ground: only {int(keep.sum())} usable splats; need at least 3 to find a ground plane")
+    up = _up(cfg.gravity)
+    rng = np.random.default_rng(cfg.seed)
+    pts, w = means[keep], weights[keep]
+    scale = _extent(pts)
+    thr = cfg.ground_threshold or max(0.005 * scale, 1e-4)
+    # score on a weighted subsample; hypotheses from opacity-weighted triples
+    prob = w / w.sum()
+    sub = rng.choice(len(pts), size=min(len(pts), 20_000), replace=False, p=prob) if len(pts) > 20_000 else None
+    spts, sw = (pts[sub], np.ones(len(sub))) if sub is not None else (pts, w)
+    tri = rng.choice(len(pts), size=(cfg.ground_iterations, 3), p=prob)
+    a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
+    normals = np.cross(b - a, c - a)
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms > 1e-12
+    normals[ok] /= norms[ok, None]
+    normals *= np.where(normals @ up < 0, -1.0, 1.0)[:, None]
+    cos_tilt = math.cos(math.radians(cfg.max_tilt_deg))
+    ok &= normals @ up >= cos_tilt
+    if not ok.any():
+        raise SceneError(
+            f"no ground plane within {cfg.max_tilt_deg} degrees of horizontal (gravity {list(cfg.gravity)}); "
+            "is the scene upside down, or is gravity wrong? (SegmentConfig.gravity / max_tilt_deg)"
+        )
+    normals, offsets = normals[ok], np.einsum("ij,ij->i", normals[ok], a[ok])
+    best, best_score = -1, -1.0
+    for start in range(0, len(normals), 64):  # chunks of hypotheses x subsample
+        dist = np.abs(spts @ normals[start : start + 64].T - offsets[start : start + 64])
+        score = (dist < thr).astype(np.float64).T @ sw
+        k = int(np.argmax(score))
+        if score[k] > best_score:
+            best, best_score = start + k, float(score[k])
+    normal, offset = normals[best], float(offsets[best])
+    for _ in range(3):  # weighted least-squares refit on the inliers
+        inl = np.abs(pts @ normal - offset) < thr
+        if inl.sum() < 3:
+            break
+        normal, offset = _plane_lsq(pts[inl], w[inl], up)
+        if cfg.ground_threshold is None:  # tighten to the measured thickness of the ground (4 robust sigmas)
+            resid = pts[inl] @ normal - offset
+            sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            thr = float(np.clip(4 * sigma, 1e-4 * scale, thr))
+    tilt = math.degrees(math.acos(min(1.0, float(normal @ up))))
+    if tilt > cfg.max_tilt_deg:
+        raise SceneError(f"the best ground plane is tilted {tilt:.1f} degrees from horizontal (> {cfg.max_tilt_deg})")
+    dist_all = np.abs(means @ normal - offset)
+    inliers = keep & (dist_all < thr)
+    support = float(weights[inliers].sum() / weights[keep].sum())
+    if support < 0.02:
+        raise SceneError(f"no ground plane found: the best plane holds only {100 * support:.1f}% of the splats")
+    return GroundFit(normal, offset, inliers, thr, tilt, support)
+
+
+def _dbscan(points: np.ndarray, eps: float, min_samples: int) -> np.ndarray:  # [N, 3] -> [N] labels, -1 noise
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(points)
+    labels = np.full(n, -1, np.int64)
+    if n == 0:
+        return labels
+    tree = cKDTree(points)
+    counts = tree.query_ball_point(points, eps, return_length=True)
+    core = np.nonzero(counts >= min_samples)[0]
+    if core.size == 0:
+        return labels
+    core_tree = cKDTree(points[core])
+    pairs = core_tree.query_pairs(eps, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(core.size, core.size))
+    _, comp = connected_components(graph, directed=False)
+    labels[core] = comp
+    border = np.setdiff1d(np.arange(n), core)
+    if border.size:
+        d, j = core_tree.query(points[border], k=1, distance_upper_bound=eps)
+        hit = np.isfinite(d)
+        labels[border[hit]] = comp[j[hit]]
+    return labels
+
+
+def _auto_eps(points: np.ndarray, rng: np.random.Generator) -> float:
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(points)
+    sample = points[rng.choice(len(points), size=min(len(points), 5000), replace=False)]
+    d, _ = tree.query(sample, k=min(9, len(points)))
+    return float(2.5 * np.median(d[:, -1]))
+
+
+def find_objects(
+    means: np.ndarray,  # [N, 3]
+    weights: np.ndarray,  # [N] opacity
+    ground: GroundFit,
+    config: SegmentConfig | None = None,
+    seeds: np.ndarray | None = None,  # [S, 3] world points, one per wanted object
+) -> list[ObjectCandidate]:
+    """Cluster the confident splats above the ground into objects (see the module docstring)."""
+    cfg = config or SegmentConfig()
+    means = np.asarray(means, np.float64)
+    weights = np.asarray(weights, np.float64).reshape(-1)
+    rng = np.random.default_rng(cfg.seed)
+    height = ground.height(means)
+    min_h = cfg.min_height or 2 * ground.threshold
+    cand = np.nonzero((weights >= cfg.min_opacity) & (height > min_h) & np.isfinite(height))[0]
+    if cand.size < cfg.min_samples:
+        if seeds is not None and len(seeds):
+            raise SceneError(f"no confident splats stand above the ground (found {cand.size}); the seeds match nothing")
+        return []
+    pts = means[cand]
+    eps = cfg.eps or _auto_eps(pts, rng)
+    labels = _dbscan(pts, eps, cfg.min_samples)
+    gap = cfg.support_gap or 3 * eps
+    scene_size = _extent(means[weights >= cfg.min_opacity]) if (weights >= cfg.min_opacity).any() else _extent(means)
+    up = ground.normal
+
+    if seeds is not None and len(seeds):
+        labels = _apply_seeds(pts, labels, np.asarray(seeds, np.float64).reshape(-1, 3), eps)
+        keep_labels = [lab for lab in np.unique(labels) if lab >= 0]
+        checks = False
+    else:
+        keep_labels = [lab for lab in np.unique(labels) if lab >= 0]
+        checks = True
+
+    clusters = {}
+    for lab in keep_labels:
+        m = labels == lab
+        p = pts[m]
+        if checks:
+            if m.sum() < cfg.min_splats:
+                continue
+            ext = p.max(0) - p.min(0)
+            if ext.max() < cfg.min_size:
+                continue
+            horiz = ext - (ext @ up) * up
+            if np.linalg.norm(horiz) > cfg.max_size_fraction * scene_size:
+                log.info("cluster of %d splats spans %.2f m: static background, not an object", m.sum(), ext.max())
+                continue
+        clusters[lab] = m
+    # support: on the ground, or close to a supported cluster (stacks); the rest are floaters
+    from scipy.spatial import cKDTree
+
+    bottoms = {lab: float(height[cand[m]].min()) for lab, m in clusters.items()}
+    supported = {lab for lab, b in bottoms.items() if b <= min_h + gap}
+    trees = {lab: cKDTree(pts[m]) for lab, m in clusters.items()}
+    grew = True
+    while grew:
+        grew = False
+        for lab in set(clusters) - supported:
+            for s in list(supported):
+                if np.isfinite(trees[s].query(pts[clusters[lab]], k=1, distance_upper_bound=gap)[0]).any():
+                    supported.add(lab)
+                    grew = True
+                    break
+    out = []
+    for lab, m in clusters.items():
+        if checks and lab not in supported:
+            log.info("cluster of %d splats floats %.3f m above the ground: not an object", m.sum(), bottoms[lab])
+            continue
+        idx = cand[m]
+        w = weights[idx]
+        out.append(ObjectCandidate(idx, (w @ means[idx]) / w.sum(), bottoms[lab], lab in supported))
+    out.sort(key=lambda o: tuple(np.round(o.centroid, 6)))
+    return out
+
+
+def _apply_seeds(pts: np.ndarray, labels: np.ndarray, seeds: np.ndarray, eps: float) -> np.ndarray:
+    """Keep the clusters hit by seeds; split a cluster hit by several seeds between them (nearest seed)."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(pts)
+    radius = max(10 * eps, 0.05)
+    out = np.full(len(pts), -1, np.int64)
+    hit: dict[int, list[int]] = {}
+    for s, seed in enumerate(seeds):
+        d, j = tree.query(seed, k=1)
+        if d > radius:
+            raise SceneError(f"seed {s} at {seed.round(3).tolist()}: no object splat within {radius:.3f} m "
+                             f"(nearest at {d:.3f} m); give a point on the object")  # fmt: skip
+        lab = labels[j]
+        if lab < 0:
+            raise SceneError(f"seed {s} at {seed.round(3).tolist()}: the nearest splats are noise, not a dense cluster")
+        hit.setdefault(int(lab), []).append(s)
+    for lab, seed_ids in hit.items():
+        m = np.nonzero(labels == lab)[0]
+        if len(seed_ids) == 1:
+            out[m] = seed_ids[0]
+            continue
+        d = np.linalg.norm(pts[m, None, :] - seeds[None, seed_ids, :], axis=2)
+        out[m] = np.asarray(seed_ids)[np.argmin(d, axis=1)]
+    return out
+
+
+def build_object(
+    name: str,
+    splats: Splats,
+    indices: np.ndarray,  # [M] splat indices
+    ground: GroundFit | Ground | None,
+    config: SegmentConfig | None = None,
+) -> SceneObject:
+    """A :class:`SceneObject` for a set of splats: convex-hull collider, mass from density, frame at the COM."""
+    cfg = config or SegmentConfig()
+    idx = np.unique(np.asarray(indices, np.int64))
+    pts = splats.means[idx].astype(np.float64)
+    op = splats.opacities[idx]
+    if (op >= cfg.min_opacity).sum() >= 4:
+        pts = pts[op >= cfg.min_opacity]
+    if ground is not None:
+        normal = np.asarray(ground.normal, np.float64)
+        h = pts @ normal - ground.offset
+        threshold = ground.threshold if isinstance(ground, GroundFit) else 0.005 * _extent(pts)
+        min_h = cfg.min_height or 2 * threshold
+        eps_band = max(min_h, 0.05 * float(np.ptp(h)))
+        if h.min() <= min_h + (cfg.support_gap or 3 * min_h):  # rests on the ground: extend the lowest band down to it
+            low = pts[h <= h.min() + eps_band]
+            pts = np.concatenate([pts, low - np.outer(low @ normal - ground.offset, normal)])
+    collider = convex_collider(pts, what=f"object {name!r}")
+    props = mass_properties(collider, 1.0, what=f"object {name!r}")
+    mass = max(cfg.density * props.volume, 1e-3)
+    centred = type(collider)(collider.vertices - props.com, collider.faces, collider.kind, collider.parts)
+    return SceneObject(name, idx, centred, mass=float(mass), friction=cfg.friction, restitution=cfg.restitution,
+                       position=tuple(props.com))  # fmt: skip
+
+
+def segment_scene(
+    scene: Scene,
+    config: SegmentConfig | None = None,
+    seeds: np.ndarray | None = None,  # [S, 3] world points; when given only these objects are made
+    *,
+    names: list[str] | None = None,  # object names (default object_0, object_1, ...)
+) -> Scene:
+    """Find the ground and the objects of ``scene`` and give each a collider and mass; returns a new scene."""
+    cfg = config or SegmentConfig()
+    splats = scene.splats
+    if len(splats) < 10:
+        raise SceneError(f"segment_scene: the scene has only {len(splats)} splats")
+    weights = splats.opacities.astype(np.float64)
+    fit = fit_ground(splats.means, weights, cfg)
+    found = find_objects(splats.means, weights, fit, cfg, seeds)
+    if names is not None and len(names) != len(found):
+        raise SceneError(f"segment_scene: {len(names)} names given for {len(found)} objects found")
+    objects = []
+    for k, cand in enumerate(found):
+        name = names[k] if names is not None else f"object_{k}"
+        try:
+            objects.append(build_object(name, splats, cand.indices, fit, cfg))
+        except PhysicsError as exc:
+            log.warning("skipping a cluster of %d splats: %s", cand.indices.size, exc)
+    ground = Ground(tuple(fit.normal), fit.offset)
+    meta = dict(scene.metadata)
+    meta["segmentation"] = {
+        "ground": {"normal": fit.normal.tolist(), "offset": fit.offset, "tilt_deg": fit.tilt_deg,
+                   "inlier_fraction": fit.support, "threshold": fit.threshold},
+        "objects": [{"name": o.name, "splats": int(o.splat_indices.size), "mass": o.mass,
+                     "position": list(o.position)} for o in objects],
+        "config": {k: v for k, v in cfg.__dict__.items()},
+    }  # fmt: skip
+    return scene.with_(objects=tuple(objects), ground=ground, metadata=meta)
+
+
+def merge_objects(scene: Scene, names: list[str], new_name: str | None = None, config: SegmentConfig | None = None) -> Scene:
+    """Merge objects into one (new collider and mass from the union of their splats)."""
+    if len(names) < 2:
+        raise SceneError(f"merge_objects: give at least two object names, got {names}")
+    parts = [scene.object(n) for n in names]
+    idx = np.concatenate([o.splat_indices for o in parts])
+    merged = build_object(new_name or names[0], scene.splats, idx, scene.ground, config)
+    keep = [o for o in scene.objects if o.name not in names]
+    return scene.with_(objects=(*keep, merged))
+
+
+def rename_object(scene: Scene, old: str, new: str) -> Scene:
+    """The same scene with object ``old`` called ``new``."""
+    obj = scene.object(old)
+    if any(o.name == new for o in scene.objects):
+        raise SceneError(f"rename_object: an object named {new!r} already exists")
+    return scene.with_(objects=tuple(replace(o, name=new) if o is obj else o for o in scene.objects))

@@ -1,0 +1,762 @@
+"""numba kernels of the cpu backend: projection, SH, tile binning, compositing and their backward passes.
+
+Imported lazily by :mod:`render._cpu` (after the numba cache directory is set up). Every kernel is
+``@njit(cache=True)``; the heavy ones run ``prange`` over splats or tiles. They are generic over
+float32 / float64: constants are built with ``dtype.type(...)`` so float32 inputs stay float32
+(speed) and float64 inputs get a separately compiled float64 version (gradcheck).
+
+The maths is gsplat 1.5's (see :mod:`render._reference`, the definition these kernels are tested
+against); the backward passes are written by hand: compositing back to front per pixel, then
+the projection Jacobians, the covariance and quaternion chain, and the SH basis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+TILE = 16
+TILE_PIX = TILE * TILE
+
+
+# ----------------------------------------------------------------------------------------- small helpers
+@njit(cache=True)
+def _rotmat(w, x, y, z, one):  # unit wxyz -> row-major 3x3
+    two = one + one
+    return (
+        one - two * (y * y + z * z), two * (x * y - w * z), two * (x * z + w * y),
+        two * (x * y + w * z), one - two * (x * x + z * z), two * (y * z - w * x),
+        two * (x * z - w * y), two * (y * z + w * x), one - two * (x * x + y * y),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _covar(r, sx, sy, sz):  # R diag(s) (R diag(s))^T, R row-major
+    m0, m1, m2 = r[0] * sx, r[1] * sy, r[2] * sz
+    m3, m4, m5 = r[3] * sx, r[4] * sy, r[5] * sz
+    m6, m7, m8 = r[6] * sx, r[7] * sy, r[8] * sz
+    s00 = m0 * m0 + m1 * m1 + m2 * m2
+    s01 = m0 * m3 + m1 * m4 + m2 * m5
+    s02 = m0 * m6 + m1 * m7 + m2 * m8
+    s11 = m3 * m3 + m4 * m4 + m5 * m5
+    s12 = m3 * m6 + m4 * m7 + m5 * m8
+    s22 = m6 * m6 + m7 * m7 + m8 * m8
+    return (s00, s01, s02, s01, s11, s12, s02, s12, s22), (m0, m1, m2, m3, m4, m5, m6, m7, m8)
+
+
+@njit(cache=True)
+def _mm(a, b):  # 3x3 @ 3x3, row-major tuples
+    return (
+        a[0] * b[0] + a[1] * b[3] + a[2] * b[6], a[0] * b[1] + a[1] * b[4] + a[2] * b[7],
+        a[0] * b[2] + a[1] * b[5] + a[2] * b[8],
+        a[3] * b[0] + a[4] * b[3] + a[5] * b[6], a[3] * b[1] + a[4] * b[4] + a[5] * b[7],
+        a[3] * b[2] + a[4] * b[5] + a[5] * b[8],
+        a[6] * b[0] + a[7] * b[3] + a[8] * b[6], a[6] * b[1] + a[7] * b[4] + a[8] * b[7],
+        a[6] * b[2] + a[7] * b[5] + a[8] * b[8],
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _mmt(a, b):  # a @ b^T
+    return (
+        a[0] * b[0] + a[1] * b[1] + a[2] * b[2], a[0] * b[3] + a[1] * b[4] + a[2] * b[5],
+        a[0] * b[6] + a[1] * b[7] + a[2] * b[8],
+        a[3] * b[0] + a[4] * b[1] + a[5] * b[2], a[3] * b[3] + a[4] * b[4] + a[5] * b[5],
+        a[3] * b[6] + a[4] * b[7] + a[5] * b[8],
+        a[6] * b[0] + a[7] * b[1] + a[8] * b[2], a[6] * b[3] + a[7] * b[4] + a[8] * b[5],
+        a[6] * b[6] + a[7] * b[7] + a[8] * b[8],
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _mtm(a, b):  # a^T @ b
+    return (
+        a[0] * b[0] + a[3] * b[3] + a[6] * b[6], a[0] * b[1] + a[3] * b[4] + a[6] * b[7],
+        a[0] * b[2] + a[3] * b[5] + a[6] * b[8],
+        a[1] * b[0] + a[4] * b[3] + a[7] * b[6], a[1] * b[1] + a[4] * b[4] + a[7] * b[7],
+        a[1] * b[2] + a[4] * b[5] + a[7] * b[8],
+        a[2] * b[0] + a[5] * b[3] + a[8] * b[6], a[2] * b[1] + a[5] * b[4] + a[8] * b[7],
+        a[2] * b[2] + a[5] * b[5] + a[8] * b[8],
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _view(viewmats, c):
+    w = (
+        viewmats[c, 0, 0], viewmats[c, 0, 1], viewmats[c, 0, 2],
+        viewmats[c, 1, 0], viewmats[c, 1, 1], viewmats[c, 1, 2],
+        viewmats[c, 2, 0], viewmats[c, 2, 1], viewmats[c, 2, 2],
+    )  # fmt: skip
+    return w, viewmats[c, 0, 3], viewmats[c, 1, 3], viewmats[c, 2, 3]
+
+
+@njit(cache=True)
+def _fov_limits(ks, c, wf, hf, one):
+    fx, fy, cx, cy = ks[c, 0, 0], ks[c, 1, 1], ks[c, 0, 2], ks[c, 1, 2]
+    ft = type(one)
+    half, k03 = ft(0.5), ft(0.3)
+    tan_x = half * wf / fx
+    tan_y = half * hf / fy
+    lxp, lxn = (wf - cx) / fx + k03 * tan_x, cx / fx + k03 * tan_x
+    lyp, lyn = (hf - cy) / fy + k03 * tan_y, cy / fy + k03 * tan_y
+    return fx, fy, cx, cy, lxp, lxn, lyp, lyn
+
+
+# ----------------------------------------------------------------------------------------- projection
+@njit(parallel=True, cache=True)
+def project_fwd(
+    means, quats, scales, opacities, viewmats, ks,  # [N,3] [N,4] [N,3] [N] [C,4,4] [C,3,3]
+    width, height, eps2d, near, far, radius_clip, antialiased, n_tx, n_ty,
+    means2d, conics, depths, opac_eff, radii, rects,  # out: [C,N,2] [C,N,3] [C,N] [C,N] [C,N,2]i32 [C,N,4]i32
+):  # fmt: skip
+    n = means.shape[0]
+    n_cam = viewmats.shape[0]
+    ft = means.dtype.type
+    one, zero, two = ft(1.0), ft(0.0), ft(2.0)
+    eps, near_f, far_f, clip = ft(eps2d), ft(near), ft(far), ft(radius_clip)
+    athr, ext_max, ts = ft(1.0 / 255.0), ft(3.33), ft(TILE)
+    wf, hf = ft(width), ft(height)
+    for g in prange(n):
+        qw, qx, qy, qz = quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]
+        inv = one / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+        rot = _rotmat(qw * inv, qx * inv, qy * inv, qz * inv, one)
+        sig, _ = _covar(rot, scales[g, 0], scales[g, 1], scales[g, 2])
+        px, py, pz = means[g, 0], means[g, 1], means[g, 2]
+        for c in range(n_cam):
+            w, t0, t1, t2 = _view(viewmats, c)
+            x = w[0] * px + w[1] * py + w[2] * pz + t0
+            y = w[3] * px + w[4] * py + w[5] * pz + t1
+            z = w[6] * px + w[7] * py + w[8] * pz + t2
+            if z < near_f or z > far_f:
+                continue
+            sc = _mmt(_mm(w, sig), w)
+            fx, fy, cx, cy, lxp, lxn, lyp, lyn = _fov_limits(ks, c, wf, hf, one)
+            rz = one / z
+            rz2 = rz * rz
+            tx = z * min(lxp, max(-lxn, x * rz))
+            ty = z * min(lyp, max(-lyn, y * rz))
+            j00, j02, j11, j12 = fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2
+            a00 = j00 * sc[0] + j02 * sc[6]
+            a01 = j00 * sc[1] + j02 * sc[7]
+            a02 = j00 * sc[2] + j02 * sc[8]
+            a10 = j11 * sc[3] + j12 * sc[6]
+            a11 = j11 * sc[4] + j12 * sc[7]
+            a12 = j11 * sc[5] + j12 * sc[8]
+            c00 = a00 * j00 + a02 * j02
+            c01 = a01 * j11 + a02 * j12
+            c10 = a10 * j00 + a12 * j02
+            c11 = a11 * j11 + a12 * j12
+            u = fx * x * rz + cx
+            v = fy * y * rz + cy
+            det_orig = c00 * c11 - c01 * c10
+            a = c00 + eps
+            d = c11 + eps
+            det = a * d - c01 * c10
+            if det <= zero:
+                continue
+            o = opacities[g]
+            if antialiased:
+                o = o * math.sqrt(max(zero, det_orig / det))
+            if o < athr:
+                continue
+            extend = min(ext_max, math.sqrt(two * math.log(o / athr)))
+            rx = ft(math.ceil(extend * math.sqrt(a)))
+            ry = ft(math.ceil(extend * math.sqrt(d)))
+            if rx <= clip and ry <= clip:
+                continue
+            if u + rx <= zero or u - rx >= wf or v + ry <= zero or v - ry >= hf:
+                continue
+            if rx <= zero or ry <= zero:
+                continue
+            means2d[c, g, 0] = u
+            means2d[c, g, 1] = v
+            conics[c, g, 0] = d / det
+            conics[c, g, 1] = -(c01 + c10) / two / det
+            conics[c, g, 2] = a / det
+            depths[c, g] = z
+            opac_eff[c, g] = o
+            radii[c, g, 0] = int(rx)
+            radii[c, g, 1] = int(ry)
+            rxf, ryf = rx / ts, ry / ts
+            rects[c, g, 0] = min(max(0, int(math.floor(u / ts - rxf))), n_tx)
+            rects[c, g, 1] = min(max(0, int(math.floor(v / ts - ryf))), n_ty)
+            rects[c, g, 2] = min(max(0, int(math.ceil(u / ts + rxf))), n_tx)
+            rects[c, g, 3] = min(max(0, int(math.ceil(v / ts + ryf))), n_ty)
+
+
+@njit(parallel=True, cache=True)
+def project_bwd(
+    means, quats, scales, opacities, viewmats, ks, width, height, eps2d, antialiased, radii,
+    v_means2d, v_conics, v_depths, v_opac_eff,  # [C,N,2] [C,N,3] [C,N] [C,N]
+    want_view,
+    v_means, v_quats, v_scales, v_opacities, v_view,  # out: [N,3] [N,4] [N,3] [N] [C,N,12] (or [1,1,12])
+):  # fmt: skip
+    n = means.shape[0]
+    n_cam = viewmats.shape[0]
+    ft = means.dtype.type
+    one, zero, two, half = ft(1.0), ft(0.0), ft(2.0), ft(0.5)
+    eps = ft(eps2d)
+    wf, hf = ft(width), ft(height)
+    for g in prange(n):
+        qw0, qx0, qy0, qz0 = quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]
+        inv = one / math.sqrt(qw0 * qw0 + qx0 * qx0 + qy0 * qy0 + qz0 * qz0)
+        qw, qx, qy, qz = qw0 * inv, qx0 * inv, qy0 * inv, qz0 * inv
+        rot = _rotmat(qw, qx, qy, qz, one)
+        sx, sy, sz = scales[g, 0], scales[g, 1], scales[g, 2]
+        sig, mm = _covar(rot, sx, sy, sz)
+        px, py, pz = means[g, 0], means[g, 1], means[g, 2]
+        vpx, vpy, vpz, vop = zero, zero, zero, zero
+        vs = (zero, zero, zero, zero, zero, zero, zero, zero, zero)  # dL/dSigma (world)
+        for c in range(n_cam):
+            if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0:
+                continue
+            w, t0, t1, t2 = _view(viewmats, c)
+            x = w[0] * px + w[1] * py + w[2] * pz + t0
+            y = w[3] * px + w[4] * py + w[5] * pz + t1
+            z = w[6] * px + w[7] * py + w[8] * pz + t2
+            sc = _mmt(_mm(w, sig), w)
+            fx, fy, cx, cy, lxp, lxn, lyp, lyn = _fov_limits(ks, c, wf, hf, one)
+            rz = one / z
+            rz2 = rz * rz
+            rz3 = rz2 * rz
+            xr, yr = x * rz, y * rz
+            tx = z * min(lxp, max(-lxn, xr))
+            ty = z * min(lyp, max(-lyn, yr))
+            j00, j02, j11, j12 = fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2
+            a00 = j00 * sc[0] + j02 * sc[6]
+            a01 = j00 * sc[1] + j02 * sc[7]
+            a02 = j00 * sc[2] + j02 * sc[8]
+            a10 = j11 * sc[3] + j12 * sc[6]
+            a11 = j11 * sc[4] + j12 * sc[7]
+            a12 = j11 * sc[5] + j12 * sc[8]
+            c00 = a00 * j00 + a02 * j02
+            c01 = a01 * j11 + a02 * j12
+            c10 = a10 * j00 + a12 * j02
+            c11 = a11 * j11 + a12 * j12
+            det_orig = c00 * c11 - c01 * c10
+            a = c00 + eps
+            d = c11 + eps
+            det = a * d - c01 * c10
+            # opacity (and the antialiasing compensation)
+            go = v_opac_eff[c, g]
+            w00, w01, w11 = zero, zero, zero
+            if antialiased:
+                ratio = det_orig / det
+                if ratio > zero:
+                    comp = math.sqrt(ratio)
+                    vop += go * comp
+                    vr = go * opacities[g] * half / comp
+                    w00 += vr * (c11 - ratio * d) / det
+                    w11 += vr * (c00 - ratio * a) / det
+                    w01 += vr * (-(c01 + c10) * half) * (one - ratio) / det
+            else:
+                vop += go
+            # conic = inverse(cov2d + eps I): dL/dcov = -P dL/dP P (P symmetric)
+            p0, p1, p2 = d / det, -(c01 + c10) / two / det, a / det
+            ga, hb, gc = v_conics[c, g, 0], half * v_conics[c, g, 1], v_conics[c, g, 2]
+            t00 = ga * p0 + hb * p1
+            t01 = ga * p1 + hb * p2
+            t10 = hb * p0 + gc * p1
+            t11 = hb * p1 + gc * p2
+            w00 -= p0 * t00 + p1 * t10
+            w01 -= p0 * t01 + p1 * t11
+            w11 -= p1 * t01 + p2 * t11
+            # cov2d = J Sc J^T
+            e00, e01, e02 = w00 * j00, w01 * j11, w00 * j02 + w01 * j12
+            e10, e11, e12 = w01 * j00, w11 * j11, w01 * j02 + w11 * j12
+            vsc = (
+                j00 * e00, j00 * e01, j00 * e02,
+                j11 * e10, j11 * e11, j11 * e12,
+                j02 * e00 + j12 * e10, j02 * e01 + j12 * e11, j02 * e02 + j12 * e12,
+            )  # fmt: skip
+            vj00 = two * (w00 * a00 + w01 * a10)
+            vj02 = two * (w00 * a02 + w01 * a12)
+            vj11 = two * (w01 * a01 + w11 * a11)
+            vj12 = two * (w01 * a02 + w11 * a12)
+            # mean2d, depth and the Jacobian's dependence on the camera-space mean
+            gu, gv = v_means2d[c, g, 0], v_means2d[c, g, 1]
+            vx = fx * rz * gu
+            vy = fy * rz * gv
+            vz = -(fx * x * gu + fy * y * gv) * rz2 + v_depths[c, g]
+            vz += -fx * rz2 * vj00 - fy * rz2 * vj11
+            if xr <= lxp and xr >= -lxn:
+                vx += -fx * rz2 * vj02
+                vz += two * fx * tx * rz3 * vj02
+            else:
+                vz += fx * tx * rz3 * vj02
+            if yr <= lyp and yr >= -lyn:
+                vy += -fy * rz2 * vj12
+                vz += two * fy * ty * rz3 * vj12
+            else:
+                vz += fy * ty * rz3 * vj12
+            # camera-space -> world: m_c = W m + t, Sc = W Sigma W^T
+            vpx += w[0] * vx + w[3] * vy + w[6] * vz
+            vpy += w[1] * vx + w[4] * vy + w[7] * vz
+            vpz += w[2] * vx + w[5] * vy + w[8] * vz
+            ds = _mm(_mtm(w, vsc), w)
+            vs = (
+                vs[0] + ds[0], vs[1] + ds[1], vs[2] + ds[2], vs[3] + ds[3], vs[4] + ds[4],
+                vs[5] + ds[5], vs[6] + ds[6], vs[7] + ds[7], vs[8] + ds[8],
+            )  # fmt: skip
+            if want_view:
+                vw = _mm(_mm(vsc, w), sig)
+                v_view[c, g, 0] = vx * px + two * vw[0]
+                v_view[c, g, 1] = vx * py + two * vw[1]
+                v_view[c, g, 2] = vx * pz + two * vw[2]
+                v_view[c, g, 3] = vy * px + two * vw[3]
+                v_view[c, g, 4] = vy * py + two * vw[4]
+                v_view[c, g, 5] = vy * pz + two * vw[5]
+                v_view[c, g, 6] = vz * px + two * vw[6]
+                v_view[c, g, 7] = vz * py + two * vw[7]
+                v_view[c, g, 8] = vz * pz + two * vw[8]
+                v_view[c, g, 9] = vx
+                v_view[c, g, 10] = vy
+                v_view[c, g, 11] = vz
+        v_means[g, 0] = vpx
+        v_means[g, 1] = vpy
+        v_means[g, 2] = vpz
+        v_opacities[g] = vop
+        # Sigma = M M^T, M = R S: dL/dM = 2 dL/dSigma M (symmetric)
+        vm = _mm(vs, mm)
+        vm = (
+            two * vm[0], two * vm[1], two * vm[2], two * vm[3], two * vm[4],
+            two * vm[5], two * vm[6], two * vm[7], two * vm[8],
+        )  # fmt: skip
+        v_scales[g, 0] = rot[0] * vm[0] + rot[3] * vm[3] + rot[6] * vm[6]
+        v_scales[g, 1] = rot[1] * vm[1] + rot[4] * vm[4] + rot[7] * vm[7]
+        v_scales[g, 2] = rot[2] * vm[2] + rot[5] * vm[5] + rot[8] * vm[8]
+        r00, r01, r02 = vm[0] * sx, vm[1] * sy, vm[2] * sz  # dL/dR
+        r10, r11, r12 = vm[3] * sx, vm[4] * sy, vm[5] * sz
+        r20, r21, r22 = vm[6] * sx, vm[7] * sy, vm[8] * sz
+        gw = two * (qx * (r21 - r12) + qy * (r02 - r20) + qz * (r10 - r01))
+        gx = two * (-two * qx * (r11 + r22) + qy * (r01 + r10) + qz * (r02 + r20) + qw * (r21 - r12))
+        gy = two * (-two * qy * (r00 + r22) + qx * (r01 + r10) + qz * (r12 + r21) + qw * (r02 - r20))
+        gz = two * (-two * qz * (r00 + r11) + qx * (r02 + r20) + qy * (r12 + r21) + qw * (r10 - r01))
+        dot = gw * qw + gx * qx + gy * qy + gz * qz
+        v_quats[g, 0] = (gw - dot * qw) * inv
+        v_quats[g, 1] = (gx - dot * qx) * inv
+        v_quats[g, 2] = (gy - dot * qy) * inv
+        v_quats[g, 3] = (gz - dot * qz) * inv
+
+
+# ----------------------------------------------------------------------------------------- spherical harmonics
+@njit(cache=True)
+def _sh_basis(x, y, z, one):  # unit direction -> 16 real SH values (3DGS order and signs)
+    ft = type(one)
+    c1 = ft(0.4886025119029199)
+    xx, yy, zz = x * x, y * y, z * z
+    three, four, two = ft(3.0), ft(4.0), ft(2.0)
+    return (
+        ft(0.28209479177387814),
+        -c1 * y, c1 * z, -c1 * x,
+        ft(1.0925484305920792) * x * y, ft(-1.0925484305920792) * y * z,
+        ft(0.31539156525252005) * (two * zz - xx - yy), ft(-1.0925484305920792) * x * z,
+        ft(0.5462742152960396) * (xx - yy),
+        ft(-0.5900435899266435) * y * (three * xx - yy), ft(2.890611442640554) * x * y * z,
+        ft(-0.4570457994644658) * y * (four * zz - xx - yy), ft(0.3731763325901154) * z * (two * zz - three * xx - three * yy),
+        ft(-0.4570457994644658) * x * (four * zz - xx - yy), ft(1.445305721320277) * z * (xx - yy),
+        ft(-0.5900435899266435) * x * (xx - three * yy),
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _sh_basis_vjp(x, y, z, vb, nk, one):  # d/d(x, y, z) of sum_k vb[k] Y_k (polynomial forms above)
+    ft = type(one)
+    c1 = ft(0.4886025119029199)
+    gx = -c1 * vb[3]
+    gy = -c1 * vb[1]
+    gz = c1 * vb[2]
+    if nk > 4:
+        xx, yy, zz = x * x, y * y, z * z
+        two = one + one
+        a, b, c, d, e = ft(1.0925484305920792), ft(-1.0925484305920792), ft(0.31539156525252005), ft(
+            -1.0925484305920792), ft(0.5462742152960396)  # fmt: skip
+        gx += a * y * vb[4] + c * (-two * x) * vb[6] + d * z * vb[7] + e * two * x * vb[8]
+        gy += a * x * vb[4] + b * z * vb[5] + c * (-two * y) * vb[6] + e * (-two * y) * vb[8]
+        gz += b * y * vb[5] + c * (two * two * z) * vb[6] + d * x * vb[7]
+        if nk > 9:
+            three, six, eight, four = ft(3.0), ft(6.0), ft(8.0), ft(4.0)
+            k9, k10, k11 = ft(-0.5900435899266435), ft(2.890611442640554), ft(-0.4570457994644658)
+            k12, k13, k14, k15 = ft(0.3731763325901154), ft(-0.4570457994644658), ft(1.445305721320277), ft(
+                -0.5900435899266435)  # fmt: skip
+            gx += (
+                k9 * six * x * y * vb[9] + k10 * y * z * vb[10] + k11 * (-two * x * y) * vb[11]
+                + k12 * (-six * x * z) * vb[12] + k13 * (four * zz - three * xx - yy) * vb[13]
+                + k14 * two * x * z * vb[14] + k15 * (three * xx - three * yy) * vb[15]
+            )  # fmt: skip
+            gy += (
+                k9 * (three * xx - three * yy) * vb[9] + k10 * x * z * vb[10] + k11 * (four * zz - xx - three * yy) * vb[11]
+                + k12 * (-six * y * z) * vb[12] + k13 * (-two * x * y) * vb[13] + k14 * (-two * y * z) * vb[14]
+                + k15 * (-six * x * y) * vb[15]
+            )  # fmt: skip
+            gz += (
+                k10 * x * y * vb[10] + k11 * eight * y * z * vb[11] + k12 * (six * zz - three * xx - three * yy) * vb[12]
+                + k13 * eight * x * z * vb[13] + k14 * (xx - yy) * vb[14]
+            )  # fmt: skip
+    return gx, gy, gz
+
+
+@njit(parallel=True, cache=True)
+def sh_fwd(means, sh, campos, degree, radii, out):  # [N,3] [N,K,3] [C,3] int [C,N,2] -> out [C,N,3]
+    n = means.shape[0]
+    n_cam = campos.shape[0]
+    nk = (degree + 1) * (degree + 1)
+    ft = means.dtype.type
+    one, zero, half = ft(1.0), ft(0.0), ft(0.5)
+    for g in prange(n):
+        for c in range(n_cam):
+            if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0:
+                continue
+            x, y, z = one, zero, zero
+            if degree > 0:
+                dx = means[g, 0] - campos[c, 0]
+                dy = means[g, 1] - campos[c, 1]
+                dz = means[g, 2] - campos[c, 2]
+                inv = one / math.sqrt(dx * dx + dy * dy + dz * dz)
+                x, y, z = dx * inv, dy * inv, dz * inv
+            b = _sh_basis(x, y, z, one)
+            for ch in range(3):
+                acc = zero
+                for k in range(nk):
+                    acc += b[k] * sh[g, k, ch]
+                out[c, g, ch] = max(acc + half, zero)
+
+
+@njit(parallel=True, cache=True)
+def sh_bwd(means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos):
+    # v_colors [C,N,3] -> v_sh [N,K,3] (+=), v_means [N,3] (=), v_campos [C,N,3] (=)
+    n = means.shape[0]
+    n_cam = campos.shape[0]
+    nk = (degree + 1) * (degree + 1)
+    ft = means.dtype.type
+    one, zero, half = ft(1.0), ft(0.0), ft(0.5)
+    for g in prange(n):
+        vmx, vmy, vmz = zero, zero, zero
+        vb = np.empty(16, means.dtype)
+        for c in range(n_cam):
+            if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0:
+                continue
+            x, y, z, inv = one, zero, zero, one
+            if degree > 0:
+                dx = means[g, 0] - campos[c, 0]
+                dy = means[g, 1] - campos[c, 1]
+                dz = means[g, 2] - campos[c, 2]
+                inv = one / math.sqrt(dx * dx + dy * dy + dz * dz)
+                x, y, z = dx * inv, dy * inv, dz * inv
+            b = _sh_basis(x, y, z, one)
+            vb[:] = zero
+            for ch in range(3):
+                acc = zero
+                for k in range(nk):
+                    acc += b[k] * sh[g, k, ch]
+                if acc + half < zero:
+                    continue
+                vc = v_colors[c, g, ch]
+                for k in range(nk):
+                    v_sh[g, k, ch] += b[k] * vc
+                    vb[k] += sh[g, k, ch] * vc
+            if degree > 0:
+                ux, uy, uz = _sh_basis_vjp(x, y, z, vb, nk, one)
+                dot = ux * x + uy * y + uz * z
+                gx, gy, gz = (ux - dot * x) * inv, (uy - dot * y) * inv, (uz - dot * z) * inv
+                vmx += gx
+                vmy += gy
+                vmz += gz
+                v_campos[c, g, 0] = -gx
+                v_campos[c, g, 1] = -gy
+                v_campos[c, g, 2] = -gz
+        v_means[g, 0] = vmx
+        v_means[g, 1] = vmy
+        v_means[g, 2] = vmz
+
+
+# ----------------------------------------------------------------------------------------- tile binning
+@njit(cache=True)
+def _radix_order(keys, idx):  # stable LSD radix sort of uint32 keys, 4 x 8 bits; returns idx permuted
+    n = keys.shape[0]
+    k_a, k_b = keys.copy(), np.empty_like(keys)
+    i_a, i_b = idx.copy(), np.empty_like(idx)
+    count = np.empty(257, np.int64)
+    for shift in range(0, 32, 8):
+        count[:] = 0
+        for i in range(n):
+            count[((k_a[i] >> shift) & 255) + 1] += 1
+        if count[1:].max() == n:
+            continue  # every key has the same byte: the pass would not move anything
+        for b in range(256):
+            count[b + 1] += count[b]
+        for i in range(n):
+            byte = (k_a[i] >> shift) & 255
+            pos = count[byte]
+            k_b[pos] = k_a[i]
+            i_b[pos] = i_a[i]
+            count[byte] = pos + 1
+        k_a, k_b = k_b, k_a
+        i_a, i_b = i_b, i_a
+    return i_a
+
+
+@njit(parallel=True, cache=True)
+def depth_order32(depths, radii, order, n_vis):  # float32 depths [C,N] -> order [C,N] (first n_vis[c] valid)
+    n_cam, n = depths.shape
+    for c in prange(n_cam):
+        m = 0
+        for g in range(n):
+            if radii[c, g, 0] > 0 and radii[c, g, 1] > 0:
+                m += 1
+        idx = np.empty(m, np.int32)
+        keys = np.empty(m, np.uint32)
+        bits = depths[c].view(np.uint32)
+        m = 0
+        for g in range(n):
+            if radii[c, g, 0] > 0 and radii[c, g, 1] > 0:
+                idx[m] = g
+                keys[m] = bits[g]  # positive floats order like their bit patterns
+                m += 1
+        srt = _radix_order(keys, idx)
+        order[c, :m] = srt
+        n_vis[c] = m
+
+
+@njit(cache=True)
+def bin_tiles(rects, order, n_vis, n_tx, n_ty):
+    # -> tile offsets [C*T+1] int64, splat ids [n_isect] int32 (depth order per tile), gm_start [C,N] int64
+    n_cam, n = order.shape
+    n_tiles = n_tx * n_ty
+    gm_start = np.zeros((n_cam, n), np.int64)
+    counts = np.zeros(n_cam * n_tiles + 1, np.int64)
+    total = 0
+    for c in range(n_cam):
+        for g in range(n):
+            gm_start[c, g] = total
+            x0, y0, x1, y1 = rects[c, g, 0], rects[c, g, 1], rects[c, g, 2], rects[c, g, 3]
+            if x1 > x0 and y1 > y0:
+                total += (x1 - x0) * (y1 - y0)
+    for c in range(n_cam):
+        for i in range(n_vis[c]):
+            g = order[c, i]
+            for ty in range(rects[c, g, 1], rects[c, g, 3]):
+                for tx in range(rects[c, g, 0], rects[c, g, 2]):
+                    counts[c * n_tiles + ty * n_tx + tx + 1] += 1
+    for i in range(n_cam * n_tiles):
+        counts[i + 1] += counts[i]
+    offsets = counts
+    cursor = offsets[:-1].copy()
+    ids = np.empty(total, np.int32)
+    for c in range(n_cam):
+        for i in range(n_vis[c]):
+            g = order[c, i]
+            for ty in range(rects[c, g, 1], rects[c, g, 3]):
+                for tx in range(rects[c, g, 0], rects[c, g, 2]):
+                    t = c * n_tiles + ty * n_tx + tx
+                    ids[cursor[t]] = g
+                    cursor[t] += 1
+    return offsets, ids, gm_start
+
+
+# ----------------------------------------------------------------------------------------- compositing
+@njit(cache=True)
+def _box(mx, my, rx, ry, x0, y0, x1, y1):  # conservative pixel range of a splat's box inside a tile
+    bx0 = max(x0, int(math.floor(mx - rx)))
+    bx1 = min(x1, int(math.floor(mx + rx)) + 1)
+    by0 = max(y0, int(math.floor(my - ry)))
+    by1 = min(y1, int(math.floor(my + ry)) + 1)
+    return bx0, bx1, by0, by1
+
+
+@njit(parallel=True, cache=True)
+def raster_fwd(
+    means2d, conics, feats, opac, radii, depths, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
+    out_feat, out_t, out_last, out_ids,  # [C,H,W,F] [C,H,W] [C,H,W]i32 [C,H,W]i64
+):  # fmt: skip
+    n_cam = means2d.shape[0]
+    nf = feats.shape[2]
+    n_tiles = n_tx * n_ty
+    dt = means2d.dtype
+    ft = dt.type
+    one, zero, half = ft(1.0), ft(0.0), ft(0.5)
+    amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
+    for job in prange(n_cam * n_tiles):
+        c = job // n_tiles
+        tile = job - c * n_tiles
+        x0 = (tile % n_tx) * TILE
+        y0 = (tile // n_tx) * TILE
+        x1 = min(x0 + TILE, width)
+        y1 = min(y0 + TILE, height)
+        tw = x1 - x0
+        npix = tw * (y1 - y0)
+        trans = np.ones(npix, dt)
+        acc = np.zeros((npix, nf), dt)
+        done = np.zeros(npix, np.bool_)
+        last = np.full(npix, -1, np.int32)
+        best = np.zeros(npix, dt)
+        best_id = np.full(npix, -1, np.int64)
+        n_done = 0
+        for k in range(offsets[job], offsets[job + 1]):
+            g = ids[k]
+            mx, my = means2d[c, g, 0], means2d[c, g, 1]
+            ca, cb, cc = conics[c, g, 0], conics[c, g, 1], conics[c, g, 2]
+            op = opac[c, g]
+            zg = depths[c, g]
+            bx0, bx1, by0, by1 = _box(mx, my, ft(radii[c, g, 0]), ft(radii[c, g, 1]), x0, y0, x1, y1)
+            for py in range(by0, by1):
+                dy = my - (ft(py) + half)
+                row = (py - y0) * tw - x0
+                for px in range(bx0, bx1):
+                    p = row + px
+                    if done[p]:
+                        continue
+                    if has_limit and zg >= depth_limit[c, py, px]:
+                        done[p] = True
+                        n_done += 1
+                        continue
+                    dx = mx - (ft(px) + half)
+                    sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < zero:
+                        continue
+                    alpha = min(amax, op * math.exp(-sigma))
+                    if alpha < athr:
+                        continue
+                    t = trans[p]
+                    next_t = t * (one - alpha)
+                    if next_t <= tmin:
+                        done[p] = True
+                        n_done += 1
+                        continue
+                    vis = alpha * t
+                    for f in range(nf):
+                        acc[p, f] += feats[c, g, f] * vis
+                    if vis > best[p]:
+                        best[p] = vis
+                        best_id[p] = g
+                    trans[p] = next_t
+                    last[p] = k
+            if n_done == npix:
+                break
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tw + px - x0
+                for f in range(nf):
+                    out_feat[c, py, px, f] = acc[p, f]
+                out_t[c, py, px] = trans[p]
+                out_last[c, py, px] = last[p]
+                out_ids[c, py, px] = best_id[p]
+
+
+@njit(parallel=True, cache=True)
+def raster_bwd(
+    means2d, conics, feats, opac, radii, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
+    out_t, out_last, v_feat, v_t,  # forward outputs [C,H,W] [C,H,W] and their gradients [C,H,W,F] [C,H,W]
+    grads,  # out: [n_isect, 8 + F] per intersection: mean2d (2), conic (3), opacity (1), |mean2d| (2), feats (F)
+):  # fmt: skip
+    n_cam = means2d.shape[0]
+    nf = feats.shape[2]
+    n_tiles = n_tx * n_ty
+    dt = means2d.dtype
+    ft = dt.type
+    one, zero, half = ft(1.0), ft(0.0), ft(0.5)
+    amax, athr = ft(0.999), ft(1.0 / 255.0)
+    for job in prange(n_cam * n_tiles):
+        start, end = offsets[job], offsets[job + 1]
+        if end == start:
+            continue
+        c = job // n_tiles
+        tile = job - c * n_tiles
+        tx, ty = tile % n_tx, tile // n_tx
+        x0, y0 = tx * TILE, ty * TILE
+        x1 = min(x0 + TILE, width)
+        y1 = min(y0 + TILE, height)
+        tw = x1 - x0
+        npix = tw * (y1 - y0)
+        trans = np.empty(npix, dt)
+        t_final = np.empty(npix, dt)
+        last = np.empty(npix, np.int32)
+        vpix = np.empty((npix, nf), dt)
+        vt = np.empty(npix, dt)
+        buf = np.zeros((npix, nf), dt)
+        vf = np.empty(nf, dt)
+        k_max = -1
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                p = (py - y0) * tw + px - x0
+                trans[p] = out_t[c, py, px]
+                t_final[p] = out_t[c, py, px]
+                last[p] = out_last[c, py, px]
+                k_max = max(k_max, last[p])
+                vt[p] = v_t[c, py, px]
+                for f in range(nf):
+                    vpix[p, f] = v_feat[c, py, px, f]
+        for k in range(k_max, start - 1, -1):
+            g = ids[k]
+            mx, my = means2d[c, g, 0], means2d[c, g, 1]
+            ca, cb, cc = conics[c, g, 0], conics[c, g, 1], conics[c, g, 2]
+            op = opac[c, g]
+            bx0, bx1, by0, by1 = _box(mx, my, ft(radii[c, g, 0]), ft(radii[c, g, 1]), x0, y0, x1, y1)
+            vmx, vmy, va, vb, vc, vop, amx, amy = zero, zero, zero, zero, zero, zero, zero, zero
+            vf[:] = zero
+            for py in range(by0, by1):
+                dy = my - (ft(py) + half)
+                row = (py - y0) * tw - x0
+                for px in range(bx0, bx1):
+                    p = row + px
+                    if last[p] < k:
+                        continue
+                    dx = mx - (ft(px) + half)
+                    sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < zero:
+                        continue
+                    vis = math.exp(-sigma)
+                    alpha = min(amax, op * vis)
+                    if alpha < athr:
+                        continue
+                    ra = one / (one - alpha)
+                    t = trans[p] * ra
+                    trans[p] = t
+                    fac = alpha * t
+                    v_alpha = -t_final[p] * ra * vt[p]
+                    for f in range(nf):
+                        vf[f] += fac * vpix[p, f]
+                        v_alpha += (feats[c, g, f] * t - buf[p, f] * ra) * vpix[p, f]
+                        buf[p, f] += feats[c, g, f] * fac
+                    if op * vis <= amax:
+                        v_sigma = -op * vis * v_alpha
+                        va += half * v_sigma * dx * dx
+                        vb += v_sigma * dx * dy
+                        vc += half * v_sigma * dy * dy
+                        gx = v_sigma * (ca * dx + cb * dy)
+                        gy = v_sigma * (cb * dx + cc * dy)
+                        vmx += gx
+                        vmy += gy
+                        amx += abs(gx)
+                        amy += abs(gy)
+                        vop += vis * v_alpha
+            rx0, ry0, rx1 = rects[c, g, 0], rects[c, g, 1], rects[c, g, 2]
+            i = gm_start[c, g] + (ty - ry0) * (rx1 - rx0) + (tx - rx0)
+            grads[i, 0] = vmx
+            grads[i, 1] = vmy
+            grads[i, 2] = va
+            grads[i, 3] = vb
+            grads[i, 4] = vc
+            grads[i, 5] = vop
+            grads[i, 6] = amx
+            grads[i, 7] = amy
+            for f in range(nf):
+                grads[i, 8 + f] = vf[f]
+
+
+@njit(parallel=True, cache=True)
+def reduce_grads(grads, gm_start, rects, out):  # per-intersection [n_isect, G] -> per (camera, splat) [C,N,G]
+    n_cam, n = gm_start.shape
+    ng = grads.shape[1]
+    for j in prange(n_cam * n):
+        c = j // n
+        g = j - c * n
+        cnt = (rects[c, g, 2] - rects[c, g, 0]) * (rects[c, g, 3] - rects[c, g, 1])
+        if rects[c, g, 2] <= rects[c, g, 0] or rects[c, g, 3] <= rects[c, g, 1]:
+            continue
+        s = gm_start[c, g]
+        for i in range(s, s + cnt):
+            for q in range(ng):
+                out[c, g, q] += grads[i, q]

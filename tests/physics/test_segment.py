@@ -1,0 +1,200 @@
+"""Segmentation and colliders from splats, checked against the true primitives they were sampled from."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pybullet")
+pytest.importorskip("trimesh")
+
+from physics import PhysicsWorld, SegmentConfig, find_objects, fit_ground, mass_properties, segment_scene  # noqa: E402
+from physics.colliders import convex_decomposition  # noqa: E402
+from physics.segment import merge_objects, rename_object  # noqa: E402
+from scenes import Ground, Scene, SceneError, SceneObject, Splats  # noqa: E402
+from tests.physics._scenes import G, PRIMITIVES, box_collider, primitive_splats  # noqa: E402
+
+DENSITY = 500.0
+
+
+@pytest.fixture(scope="module")
+def lifted():
+    splats, labels = primitive_splats(seed=0)
+    scene = segment_scene(Scene(splats), SegmentConfig(density=DENSITY, friction=0.6, restitution=0.0))
+    return splats, labels, scene
+
+
+def _true_volume(kind, size):
+    return float(np.prod(size)) if kind == "box" else 4 / 3 * math.pi * size**3
+
+
+def _match(scene, labels):
+    """object name -> primitive name, by majority of splats."""
+    out = {}
+    for o in scene.objects:
+        votes = {name: np.isin(o.splat_indices, labels[name]).sum() for name, *_ in PRIMITIVES}
+        out[o.name] = max(votes, key=votes.get)
+    return out
+
+
+def test_ground_plane_is_found_tilted_and_with_clutter():
+    rng = np.random.default_rng(0)
+    tilt = math.radians(10)
+    normal = np.array([math.sin(tilt), 0.0, math.cos(tilt)])
+    u = np.cross(normal, [0, 1, 0])
+    u /= np.linalg.norm(u)
+    v = np.cross(normal, u)
+    ab = rng.uniform(-1, 1, size=(20000, 2))
+    plane = ab[:, :1] * u + ab[:, 1:] * v + 0.3 * normal + rng.normal(scale=1e-3, size=(20000, 1)) * normal
+    wall = np.stack([np.full(15000, 1.0), rng.uniform(-1, 1, 15000), rng.uniform(0, 2, 15000)], -1)  # vertical
+    clutter = rng.uniform(-1, 1, size=(5000, 3))
+    pts = np.concatenate([plane, wall, clutter])
+    w = np.concatenate([np.full(20000, 0.9), np.full(15000, 0.9), np.full(5000, 0.5)])
+    fit = fit_ground(pts, w)
+    assert math.degrees(math.acos(fit.normal @ normal)) < 0.2
+    assert fit.offset == pytest.approx(0.3, abs=1e-3)
+    assert fit.tilt_deg == pytest.approx(10.0, abs=0.2)
+    assert fit.inliers[:20000].mean() > 0.95 and fit.inliers[20000:35000].mean() < 0.05
+    # the denser vertical wall alone is not a ground: checked against gravity
+    with pytest.raises(SceneError, match=r"no ground plane within 30.0 degrees of horizontal"):
+        fit_ground(wall, np.ones(len(wall)))
+
+
+def test_objects_match_the_true_primitives(lifted):
+    splats, labels, scene = lifted
+    assert len(scene.objects) == len(PRIMITIVES)  # floaters and haze rejected
+    match = _match(scene, labels)
+    assert sorted(match.values()) == sorted(p[0] for p in PRIMITIVES)
+    truth = {name: (kind, size, np.array(center)) for name, kind, size, center in PRIMITIVES}
+    for o in scene.objects:
+        kind, size, center = truth[match[o.name]]
+        idx = o.splat_indices
+        assert np.isin(idx, labels[match[o.name]]).mean() > 0.99  # purity
+        assert np.isin(labels[match[o.name]], idx).mean() > 0.85  # recall (the lowest band is ground)
+        assert not np.isin(idx, labels["floater"]).any()
+        lo = o.collider.vertices.min(0) + o.position
+        hi = o.collider.vertices.max(0) + o.position
+        assert (lo + hi) / 2 == pytest.approx(center, abs=0.01)
+        assert lo[2] == pytest.approx(0.0, abs=1e-3)  # rests on the ground
+        vol = _true_volume(kind, size)
+        assert o.mass == pytest.approx(DENSITY * vol, rel=0.12)
+    assert scene.ground.normal == pytest.approx((0, 0, 1), abs=1e-3)
+
+
+def test_seeds_choose_and_split_objects(lifted):
+    splats, labels, _ = lifted
+    fit = fit_ground(splats.means, splats.opacities)
+    one = find_objects(splats.means, splats.opacities, fit, seeds=np.array([[-0.4, 0.0, 0.1]]))
+    assert len(one) == 1 and np.isin(one[0].indices, labels["box_a"]).all()
+    # two seeds on one box split it in two halves along x
+    two = find_objects(splats.means, splats.opacities, fit, seeds=np.array([[-0.48, 0.0, 0.05], [-0.32, 0.0, 0.05]]))
+    assert len(two) == 2
+    assert two[0].centroid[0] < -0.4 < two[1].centroid[0]
+    with pytest.raises(SceneError, match=r"seed 0 at \[0.0, 0.0, 0.9\]: no object splat within"):
+        find_objects(splats.means, splats.opacities, fit, seeds=np.array([[0.0, 0.0, 0.9]]))
+
+
+def _simulate_true_shapes(push_name, point, impulse, duration, friction, ground_friction):
+    """PyBullet with the true primitives (GEOM_BOX / GEOM_SPHERE), written independently of PhysicsWorld."""
+    import pybullet as p
+
+    c = p.connect(p.DIRECT)
+    try:
+        p.setGravity(0, 0, -G, physicsClientId=c)
+        p.setPhysicsEngineParameter(fixedTimeStep=1 / 240, deterministicOverlappingPairs=1, physicsClientId=c)
+        plane = p.createMultiBody(0, p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c), physicsClientId=c)
+        p.changeDynamics(plane, -1, lateralFriction=ground_friction, restitution=0.0, physicsClientId=c)
+        ids = {}
+        for name, kind, size, center in PRIMITIVES:
+            if kind == "box":
+                shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=[s / 2 for s in size], physicsClientId=c)
+            else:
+                shape = p.createCollisionShape(p.GEOM_SPHERE, radius=size, physicsClientId=c)
+            mass = DENSITY * _true_volume(kind, size)
+            ids[name] = p.createMultiBody(mass, shape, basePosition=center, physicsClientId=c)
+            p.changeDynamics(ids[name], -1, lateralFriction=friction, restitution=0.0, linearDamping=0,
+                             angularDamping=0, physicsClientId=c)  # fmt: skip
+        for _ in range(12):  # settle 0.05 s, as the lifted world does
+            p.stepSimulation(physicsClientId=c)
+        start = {n: np.array(p.getBasePositionAndOrientation(i, physicsClientId=c)[0]) for n, i in ids.items()}
+        # the impulse as Bullet's own force over one step at the point
+        p.applyExternalForce(ids[push_name], -1, (np.asarray(impulse) * 240).tolist(), list(point), p.WORLD_FRAME,
+                             physicsClientId=c)  # fmt: skip
+        for _ in range(int(round(duration * 240))):
+            p.stepSimulation(physicsClientId=c)
+        end = {n: np.array(p.getBasePositionAndOrientation(i, physicsClientId=c)[0]) for n, i in ids.items()}
+        return start, end
+    finally:
+        p.disconnect(physicsClientId=c)
+
+
+@pytest.mark.parametrize(
+    "target,point,velocity",
+    [("box_a", (-0.5, 0.0, 0.05), (1.2, 0.0, 0.0)),  # centre of the -x face
+     ("box_b", (0.24, 0.30, 0.08), (1.3, 0.0, 0.0))],  # off-centre: slides and turns
+)  # fmt: skip
+def test_push_on_lifted_colliders_matches_the_true_shapes(lifted, target, point, velocity):
+    splats, labels, scene = lifted
+    match = {v: k for k, v in _match(scene, labels).items()}
+    kind, size = next((k, s) for n, k, s, _ in PRIMITIVES if n == target)
+    impulse = np.asarray(velocity) * DENSITY * _true_volume(kind, size)
+    duration = 1.5
+    start_t, end_t = _simulate_true_shapes(target, point, impulse, duration, 0.6, scene.ground.friction)
+    world = PhysicsWorld(scene)
+    world.step(0.05)
+    start = {n: world.pose(match[n])[:3] for n in match}
+    world.push(point, impulse)
+    world.step(duration)
+    travelled = np.linalg.norm(end_t[target] - start_t[target])
+    assert travelled > 0.1  # it really moved
+    for name in match:
+        moved_true = end_t[name] - start_t[name]
+        moved_lifted = world.pose(match[name])[:3] - start[name]
+        err = np.linalg.norm(moved_lifted[:2] - moved_true[:2])
+        # 1 cm per 10 cm travelled (at least 1 cm)
+        assert err <= 0.1 * max(np.linalg.norm(moved_true), 0.1), (name, moved_lifted, moved_true)
+
+
+def test_box_mass_properties_are_analytic():
+    size, mass = (0.3, 0.2, 0.1), 3.0
+    props = mass_properties(box_collider(size), mass)
+    a, b, c = size
+    assert props.volume == pytest.approx(a * b * c, rel=1e-6)
+    np.testing.assert_allclose(props.com, 0, atol=1e-7)
+    expected = mass / 12 * np.array([b * b + c * c, a * a + c * c, a * a + b * b])
+    np.testing.assert_allclose(np.diag(props.inertia), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.sort(props.principal_moments), np.sort(expected), rtol=1e-5)
+
+
+def test_concave_shape_gets_a_compound_collider_that_keeps_its_notch():
+    import trimesh
+
+    a = trimesh.creation.box([0.4, 0.1, 0.1])
+    a.apply_translation([0.15, 0, 0])
+    b = trimesh.creation.box([0.1, 0.1, 0.4])
+    b.apply_translation([0, 0, 0.15])
+    shape = trimesh.util.concatenate([a, b])  # an L: its hull would fill the notch
+    col = convex_decomposition(shape.vertices, shape.faces, resolution=50_000)
+    assert col.kind == "compound" and len(col.parts) >= 2
+    assert mass_properties(col, 1.0).volume == pytest.approx(0.008, rel=0.1)
+    obj = SceneObject("L", np.zeros(0, np.int64), col, mass=1.0, position=(0, 0, 1), static=True)
+    world = PhysicsWorld(Scene(Splats.empty(), objects=(obj,), ground=Ground()))
+    # VHACD pieces are voxel approximations: within a centimetre of the true L
+    assert world.pick([0.25, 0.0, 2.0], [0, 0, -1]).point[2] == pytest.approx(1.05, abs=0.01)  # the arm's top
+    assert world.pick([0.25, 0.0, 1.3], [0, 0, -1]).point[2] == pytest.approx(1.05, abs=0.01)  # the notch is empty
+
+
+def test_merge_and_rename(lifted):
+    _, _, scene = lifted
+    names = [o.name for o in scene.objects]
+    merged = merge_objects(scene, names[:2], "pair")
+    assert sorted(o.name for o in merged.objects) == sorted(["pair", names[2]])
+    pair = merged.object("pair")
+    assert pair.splat_indices.size == sum(scene.object(n).splat_indices.size for n in names[:2])
+    assert pair.mass > scene.object(names[0]).mass + scene.object(names[1]).mass  # the hull of both spans the gap
+    renamed = rename_object(scene, names[0], "crate")
+    np.testing.assert_array_equal(renamed.object("crate").splat_indices, scene.object(names[0]).splat_indices)
+    with pytest.raises(SceneError, match=r"an object named 'crate' already exists"):
+        rename_object(renamed, names[1], "crate")

@@ -1,0 +1,130 @@
+"""Viewer/compositor benchmark: frames per second of the GL renderer, headless (EGL).
+
+    python tools/bench/viewer.py [--width 1280 --height 720] [--splats 100000] [--scene FILE|FOLDER]
+                                 [--path gl|raster|both] [--frames 40] [--turn 0.2] [--sh-degree 3]
+
+Targets (compositor issue): CPU machine (llvmpipe, 2 cores) 1280x720 with 100k splats >= 10 FPS with
+physics running; GPU machine 1920x1080 with 1M splats >= 120 FPS on the GL-splat path (and the
+raster-image path reported). The camera orbits by ``--turn`` degrees a frame (so the CPU depth sort
+is redone every few frames, as in a viewer); a ground plane and a box with a shadow are drawn too.
+Each frame ends with ``ctx.finish()``. Prints medians and the machine; rendering only (no physics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from render.gl import Renderer, RenderSettings, box_mesh, create_context, look_at, plane_mesh  # noqa: E402
+from scenes import Splats  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_splats(n: int, sh_degree: int, seed: int = 0) -> Splats:
+    """A trained-scene-like cloud: a 4 m wide blob, log-scales around -4.5 (1 cm), mixed opacities."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    k = (sh_degree + 1) ** 2
+    sh = np.concatenate([rng.normal(0, 1, (n, 1, 3)), rng.normal(0, 0.1, (n, k - 1, 3))], axis=1)
+    return Splats(
+        (rng.normal(0, 1.0, (n, 3)) * [1.2, 1.2, 0.6] + [0, 0, 0.8]).astype(f32),
+        rng.standard_normal((n, 4), dtype=f32),
+        rng.normal(-4.5, 0.7, (n, 3)).astype(f32),
+        rng.normal(0.0, 2.0, n).astype(f32),
+        sh.astype(f32),
+    )
+
+
+def load_splats(path: Path, n: int | None) -> Splats:
+    from scenes import load_scene
+    from scenes.formats import read_splats
+
+    splats = load_scene(path, load_weights=False).splats if path.is_dir() else read_splats(path)
+    if n is not None and n < len(splats):
+        splats = splats.subset(np.random.default_rng(0).choice(len(splats), n, replace=False))
+    return splats
+
+
+def bench(ctx, splats: Splats, args, path: str) -> dict:
+    settings = RenderSettings(splat_path=path, raster_backend=args.raster_backend)
+    lo, hi = np.percentile(splats.means, 5, axis=0), np.percentile(splats.means, 95, axis=0)
+    center = (lo + hi) / 2
+    radius = 1.3 * float(np.linalg.norm(hi - lo))
+    K = np.array([[0.9 * args.width, 0, args.width / 2], [0, 0.9 * args.width, args.height / 2], [0, 0, 1.0]])
+    times, sorts = [], []
+    with Renderer(ctx, args.width, args.height, settings) as r:
+        r.set_splats(splats)
+        r.add_mesh(plane_mesh((radius, radius), (center[0], center[1], lo[2])))
+        r.add_mesh(box_mesh((0.3, 0.3, 0.3), center + [0.4 * radius, 0, 0]))
+        for i in range(args.warmup + args.frames):
+            az = np.radians(args.turn * i)
+            eye = center + radius * np.array([np.cos(az), np.sin(az), 0.35])
+            count = r.splat_layer.sort_count
+            t = time.perf_counter()
+            r.render(look_at(eye, center), K)
+            ctx.finish()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+                sorts.append(r.splat_layer.sort_count > count)
+        if args.save:
+            from PIL import Image
+
+            Image.fromarray(r.read().to_uint8()).save(args.save.with_name(f"{args.save.stem}_{path}{args.save.suffix}"))
+    sorted_t = [t for t, s in zip(times, sorts, strict=True) if s]
+    unsorted_t = [t for t, s in zip(times, sorts, strict=True) if not s]
+    med = statistics.median(times)
+    return {
+        "median_ms": 1000 * med,
+        "fps": 1 / med,
+        "sorted_ms": 1000 * statistics.median(sorted_t) if sorted_t else float("nan"),
+        "unsorted_ms": 1000 * statistics.median(unsorted_t) if unsorted_t else float("nan"),
+        "sort_fraction": float(np.mean(sorts)),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--splats", type=int, default=100_000)
+    p.add_argument("--sh-degree", type=int, default=3)
+    p.add_argument("--scene", type=Path, default=None, help="splat file or scene folder (subsampled to --splats)")
+    p.add_argument("--path", choices=["gl", "raster", "both"], default="gl")
+    p.add_argument("--raster-backend", default=None)
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--turn", type=float, default=0.2, help="degrees of orbit per frame")
+    p.add_argument("--save", type=Path, default=None, help="save the last frame as a PNG (suffixed by path)")
+    args = p.parse_args()
+
+    ctx = create_context("egl")
+    splats = load_splats(args.scene, args.splats) if args.scene else make_splats(args.splats, args.sh_degree)
+    print(f"machine: {cpu_model()}, {platform.machine()}, GL: {ctx.info['GL_RENDERER']} ({ctx.info['GL_VERSION']})")
+    source = args.scene or f"synthetic SH{args.sh_degree}"
+    print(f"scene: {len(splats)} splats ({source}, SH degree {splats.sh_degree}), {args.width}x{args.height}, "
+          f"{args.frames} frames, orbit {args.turn} deg/frame, + plane and box with shadow map")  # fmt: skip
+    for path in ("gl", "raster") if args.path == "both" else (args.path,):
+        s = bench(ctx, splats, args, path)
+        print(f"{path:>6}: median {s['median_ms']:.1f} ms = {s['fps']:.1f} FPS  (frames with a re-sort "
+              f"{s['sort_fraction']:.0%}: {s['sorted_ms']:.1f} ms, without: {s['unsorted_ms']:.1f} ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
