@@ -84,12 +84,21 @@ def _pose_gltf(obj: SceneObject) -> dict:
     C = GLTF_FROM_WORLD
     R = C @ quat_to_matrix(np.asarray(obj.quaternion)) @ C.T
     w, x, y, z = matrix_to_quat(R)
-    return {"translation": [float(v) for v in C @ np.asarray(obj.position)],
-            "rotation_xyzw": [float(x), float(y), float(z), float(w)]}
+    return {
+        "translation": [float(v) for v in C @ np.asarray(obj.position)],
+        "rotation_xyzw": [float(x), float(y), float(z), float(w)],
+    }
 
 
-def collider_glb_bytes(mesh: ColliderMesh, name: str, *, mass: float | None = None, friction: float = 0.6,
-                       restitution: float = 0.0, static: bool = False) -> bytes:
+def collider_glb_bytes(
+    mesh: ColliderMesh,
+    name: str,
+    *,
+    mass: float | None = None,
+    friction: float = 0.6,
+    restitution: float = 0.0,
+    static: bool = False,
+) -> bytes:
     """A collider as a standalone glTF GLB (+Y up, its owner's frame): one node instancing the mesh (a primitive
     per compound part), with ``OMI_physics_body`` (motion when ``mass`` is given, collider shapes) on it."""
     C = GLTF_FROM_WORLD
@@ -97,21 +106,39 @@ def collider_glb_bytes(mesh: ColliderMesh, name: str, *, mass: float | None = No
     parts = mesh.parts if mesh.kind == "compound" and mesh.parts else (np.arange(len(mesh.faces)),)
     blob = bytearray(v.tobytes())
     views = [{"buffer": 0, "byteOffset": 0, "byteLength": v.nbytes, "target": 34962}]
-    accessors = [{"bufferView": 0, "componentType": 5126, "count": len(v), "type": "VEC3",
-                  "min": [float(a) for a in v.min(0)], "max": [float(a) for a in v.max(0)]}]
+    accessors = [
+        {
+            "bufferView": 0,
+            "componentType": 5126,
+            "count": len(v),
+            "type": "VEC3",
+            "min": [float(a) for a in v.min(0)],
+            "max": [float(a) for a in v.max(0)],
+        }
+    ]
     meshes, shapes = [], []
     kind = "trimesh" if mesh.kind == "mesh" else "convex"
     for k, part in enumerate(parts):
         idx = np.ascontiguousarray(mesh.faces[np.asarray(part, np.int64)].reshape(-1), np.uint32)
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": idx.nbytes, "target": 34963})
         blob += idx.tobytes()
-        accessors.append({"bufferView": len(views) - 1, "componentType": 5125, "count": int(idx.size),
-                          "type": "SCALAR"})
-        meshes.append({"name": f"{name}.collider.{k}" if len(parts) > 1 else f"{name}.collider",
-                       "primitives": [{"attributes": {"POSITION": 0}, "indices": len(accessors) - 1, "mode": 4}]})
+        accessors.append(
+            {"bufferView": len(views) - 1, "componentType": 5125, "count": int(idx.size), "type": "SCALAR"}
+        )
+        meshes.append(
+            {
+                "name": f"{name}.collider.{k}" if len(parts) > 1 else f"{name}.collider",
+                "primitives": [{"attributes": {"POSITION": 0}, "indices": len(accessors) - 1, "mode": 4}],
+            }
+        )
         shapes.append({"type": kind, kind: {"mesh": k}})
-    material = {"staticFriction": float(friction), "dynamicFriction": float(friction),
-                "restitution": float(restitution), "frictionCombine": "multiply", "restitutionCombine": "multiply"}
+    material = {
+        "staticFriction": float(friction),
+        "dynamicFriction": float(friction),
+        "restitution": float(restitution),
+        "frictionCombine": "multiply",
+        "restitutionCombine": "multiply",
+    }
     root: dict = {"name": name, "extras": {"collider": mesh.kind}}
     body: dict = {}
     if mass is not None:
@@ -123,16 +150,26 @@ def collider_glb_bytes(mesh: ColliderMesh, name: str, *, mass: float | None = No
     else:
         root["children"] = list(range(1, len(parts) + 1))
         for k in range(len(parts)):
-            nodes.append({"name": f"{name}.collider.{k}", "mesh": k,
-                          "extensions": {"OMI_physics_body": {"collider": {"shape": k, "physicsMaterial": 0}}}})
+            nodes.append(
+                {
+                    "name": f"{name}.collider.{k}",
+                    "mesh": k,
+                    "extensions": {"OMI_physics_body": {"collider": {"shape": k, "physicsMaterial": 0}}},
+                }
+            )
     if body:
         root["extensions"] = {"OMI_physics_body": body}
     gltf = {
         "asset": {"version": "2.0", "generator": "hybrid-scene-runtime", "extras": {"up_axis": "+Y"}},
         "extensionsUsed": ["OMI_physics_body", "OMI_physics_shape"],
         "extensions": {"OMI_physics_body": {"physicsMaterials": [material]}, "OMI_physics_shape": {"shapes": shapes}},
-        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": nodes, "meshes": meshes,
-        "buffers": [{"byteLength": len(blob) + (-len(blob) % 4)}], "bufferViews": views, "accessors": accessors,
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": nodes,
+        "meshes": meshes,
+        "buffers": [{"byteLength": len(blob) + (-len(blob) % 4)}],
+        "bufferViews": views,
+        "accessors": accessors,
     }
     return glb_bytes(gltf, bytes(blob))
 
@@ -221,9 +258,27 @@ def export_scene(
         sub = scene
         if obj is not None:
             idx = np.unique(obj.splat_indices)
-            sub = Scene(scene.splats.subset(idx), (SceneObject(obj.name, np.arange(idx.size), obj.collider, obj.mass,
-                        obj.friction, obj.restitution, obj.position, obj.quaternion, obj.static),),
-                        scene.ground, scene.light, scene.capture_cameras, {}, scene.metadata)
+            sub = Scene(
+                scene.splats.subset(idx),
+                (
+                    SceneObject(
+                        obj.name,
+                        np.arange(idx.size),
+                        obj.collider,
+                        obj.mass,
+                        obj.friction,
+                        obj.restitution,
+                        obj.position,
+                        obj.quaternion,
+                        obj.static,
+                    ),
+                ),
+                scene.ground,
+                scene.light,
+                scene.capture_cameras,
+                {},
+                scene.metadata,
+            )
         path.write_bytes(scene_to_glb(sub))
         return ExportResult("glb", path, (path,), len(sub.splats), "y-up", ())
 
@@ -231,8 +286,12 @@ def export_scene(
 
     stem = path.name[: -len(SUFFIXES[format])]
     physics: dict = {
-        "format": PHYSICS_FORMAT, "version": PHYSICS_VERSION, "units": "metres",
-        "splats": path.name, "splat_format": format, "splat_axes": axes,
+        "format": PHYSICS_FORMAT,
+        "version": PHYSICS_VERSION,
+        "units": "metres",
+        "splats": path.name,
+        "splat_format": format,
+        "splat_axes": axes,
         "frame": "gltf-y-up",
         "splat_to_frame": (GLTF_FROM_WORLD @ A.T).round(12).tolist(),
         "gravity": [0.0, -9.81, 0.0],
@@ -247,8 +306,11 @@ def export_scene(
             return None
         col_dir.mkdir(exist_ok=True)
         p = col_dir / f"{_safe(o.name)}.glb"
-        p.write_bytes(collider_glb_bytes(o.collider, o.name, mass=o.mass, friction=o.friction,
-                                         restitution=o.restitution, static=o.static))
+        p.write_bytes(
+            collider_glb_bytes(
+                o.collider, o.name, mass=o.mass, friction=o.friction, restitution=o.restitution, static=o.static
+            )
+        )
         files.append(p)
         return f"{col_dir.name}/{p.name}"
 
@@ -266,21 +328,35 @@ def export_scene(
         splats = transform_splats(scene.splats.subset(order), A)
         physics["splats_frame"] = "world"
         objects = list(scene.objects)
-    lost = write_splats(splats, path, _FORMATS_NAME[format], **({"morton": False} if format == "compressed-ply"
-                                                               else {}))
+    lost = write_splats(
+        splats, path, _FORMATS_NAME[format], **({"morton": False} if format == "compressed-ply" else {})
+    )
     physics["num_splats"] = len(splats)
     physics["sh_degree"] = splats.sh_degree
     for o, (start, count) in zip(objects, ranges, strict=True):
-        physics["objects"].append({
-            "name": o.name, "mass": o.mass, "friction": o.friction, "restitution": o.restitution,
-            "static": o.static, "motion": "static" if o.static else "dynamic", **_pose_gltf(o),
-            "collider": write_collider(o), "collider_kind": o.collider.kind if o.collider is not None else None,
-            "splat_range": [start, count],
-        })
+        physics["objects"].append(
+            {
+                "name": o.name,
+                "mass": o.mass,
+                "friction": o.friction,
+                "restitution": o.restitution,
+                "static": o.static,
+                "motion": "static" if o.static else "dynamic",
+                **_pose_gltf(o),
+                "collider": write_collider(o),
+                "collider_kind": o.collider.kind if o.collider is not None else None,
+                "splat_range": [start, count],
+            }
+        )
     if scene.ground is not None:
         g = scene.ground
-        entry = {"normal": [float(v) for v in GLTF_FROM_WORLD @ np.asarray(g.normal)], "offset": g.offset,
-                 "friction": g.friction, "restitution": g.restitution, "mesh": None}
+        entry = {
+            "normal": [float(v) for v in GLTF_FROM_WORLD @ np.asarray(g.normal)],
+            "offset": g.offset,
+            "friction": g.friction,
+            "restitution": g.restitution,
+            "mesh": None,
+        }
         if g.mesh is not None and len(g.mesh.faces):
             col_dir.mkdir(exist_ok=True)
             p = col_dir / "static.glb"
@@ -289,8 +365,12 @@ def export_scene(
             entry["mesh"] = f"{col_dir.name}/{p.name}"
         physics["ground"] = entry
     light = scene.light
-    physics["light"] = {"direction": [float(v) for v in GLTF_FROM_WORLD @ np.asarray(light.direction)],
-                        "color": list(light.color), "intensity": light.intensity, "ambient": list(light.ambient)}
+    physics["light"] = {
+        "direction": [float(v) for v in GLTF_FROM_WORLD @ np.asarray(light.direction)],
+        "color": list(light.color),
+        "intensity": light.intensity,
+        "ambient": list(light.ambient),
+    }
     jpath = path.parent / f"{stem}.physics.json"
     jpath.write_text(json.dumps(physics, indent=1))
     files.append(jpath)
@@ -314,8 +394,7 @@ def _physics_beside(path: Path) -> Path | None:
     return None
 
 
-def import_file(path: str | Path, *, axes: str | None = None, format: str | None = None,
-                physics: bool = True) -> Scene:
+def import_file(path: str | Path, *, axes: str | None = None, format: str | None = None, physics: bool = True) -> Scene:
     """A scene from a splat file (ply, compressed ply, splat, spz, ksplat) or a glTF/GLB with splats.
 
     ``axes`` is the file's axis convention (default: the format's usual one, ``FORMAT_AXES``). With
@@ -323,18 +402,24 @@ def import_file(path: str | Path, *, axes: str | None = None, format: str | None
     """
     path = Path(path)
     if not path.is_file():
-        raise SceneError(f"{path}: no such file; give a splat file (.ply, .compressed.ply, .splat, .spz, .ksplat) "
-                         "or a .glb/.gltf with KHR_gaussian_splatting")
+        raise SceneError(
+            f"{path}: no such file; give a splat file (.ply, .compressed.ply, .splat, .spz, .ksplat) "
+            "or a .glb/.gltf with KHR_gaussian_splatting"
+        )
     with open(path, "rb") as f:
         head = f.read(4096)
-    is_gltf = head[:4] == b"glTF" or (format in ("glb", "gltf")) or (
-        path.suffix.lower() in (".glb", ".gltf") and format is None)
+    is_gltf = (
+        head[:4] == b"glTF"
+        or (format in ("glb", "gltf"))
+        or (path.suffix.lower() in (".glb", ".gltf") and format is None)
+    )
     if is_gltf:
         if axes not in (None, "y-up"):
             raise SceneError(f"--axes {axes}: glTF files are +Y up by definition; leave --axes out")
         scene = read_scene_glb(path)
-        return scene.with_(metadata={**scene.metadata, "imported_from": {**scene.metadata["imported_from"],
-                                                                          "axes": "y-up"}})
+        return scene.with_(
+            metadata={**scene.metadata, "imported_from": {**scene.metadata["imported_from"], "axes": "y-up"}}
+        )
     from scenes.formats import detect_format, format_from_name, read_splats
 
     fmt = format_from_name(format) if format else detect_format(path, head)
@@ -353,8 +438,10 @@ def import_file(path: str | Path, *, axes: str | None = None, format: str | None
     if not isinstance(phys, dict) or phys.get("format") != PHYSICS_FORMAT:
         raise SceneError(f"{jpath}: not a {PHYSICS_FORMAT} file; remove it or pass --no-physics")
     if int(phys.get("version", 0)) > PHYSICS_VERSION:
-        raise SceneError(f"{jpath}: version {phys.get('version')} is newer than this runtime reads "
-                         f"({PHYSICS_VERSION}); upgrade hybrid-scene-runtime")
+        raise SceneError(
+            f"{jpath}: version {phys.get('version')} is newer than this runtime reads "
+            f"({PHYSICS_VERSION}); upgrade hybrid-scene-runtime"
+        )
     if phys.get("splat_axes") and axes != phys["splat_axes"]:
         A = axes_matrix(phys["splat_axes"]) if phys["splat_axes"] in AXES else A
     meta["imported_from"]["physics"] = jpath.name
@@ -377,13 +464,24 @@ def import_file(path: str | Path, *, axes: str | None = None, format: str | None
         for e in entries:
             start, count = (int(v) for v in e.get("splat_range", (0, 0)))
             if start < 0 or start + count > len(splats):
-                raise SceneError(f"{jpath}: object {e.get('name')!r} splat_range {[start, count]} is outside the "
-                                 f"{len(splats)} splats of {path.name}")
+                raise SceneError(
+                    f"{jpath}: object {e.get('name')!r} splat_range {[start, count]} is outside the "
+                    f"{len(splats)} splats of {path.name}"
+                )
             position, quaternion = _from_gltf_pose(e)
-            objects.append(SceneObject(
-                str(e["name"]), np.arange(start, start + count), collider(e.get("collider")),
-                float(e.get("mass", 1.0)), float(e.get("friction", 0.6)), float(e.get("restitution", 0.0)),
-                position, quaternion, bool(e.get("static", False))))
+            objects.append(
+                SceneObject(
+                    str(e["name"]),
+                    np.arange(start, start + count),
+                    collider(e.get("collider")),
+                    float(e.get("mass", 1.0)),
+                    float(e.get("friction", 0.6)),
+                    float(e.get("restitution", 0.0)),
+                    position,
+                    quaternion,
+                    bool(e.get("static", False)),
+                )
+            )
         if phys.get("splats_frame") == "object" and len(objects) == 1:
             o = objects[0]  # the file holds the object in its own frame: place it at its pose
             splats = transform_splats(splats, quat_to_matrix(np.asarray(o.quaternion)), o.position)
@@ -391,17 +489,24 @@ def import_file(path: str | Path, *, axes: str | None = None, format: str | None
         if phys.get("ground"):
             g = phys["ground"]
             mesh = collider(g.get("mesh"))
-            ground = Ground(tuple(GLTF_FROM_WORLD.T @ np.asarray(g["normal"], np.float64)), float(g["offset"]), mesh,
-                            float(g.get("friction", 0.8)), float(g.get("restitution", 0.1)))
+            ground = Ground(
+                tuple(GLTF_FROM_WORLD.T @ np.asarray(g["normal"], np.float64)),
+                float(g["offset"]),
+                mesh,
+                float(g.get("friction", 0.8)),
+                float(g.get("restitution", 0.1)),
+            )
         light = Light()
         if isinstance(phys.get("light"), dict):
             lt = phys["light"]
-            light = Light(tuple(GLTF_FROM_WORLD.T @ np.asarray(lt["direction"], np.float64)),
-                          tuple(lt.get("color", light.color)), float(lt.get("intensity", light.intensity)),
-                          tuple(lt.get("ambient", light.ambient)))
+            light = Light(
+                tuple(GLTF_FROM_WORLD.T @ np.asarray(lt["direction"], np.float64)),
+                tuple(lt.get("color", light.color)),
+                float(lt.get("intensity", light.intensity)),
+                tuple(lt.get("ambient", light.ambient)),
+            )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SceneError):
             raise
         raise SceneError(f"{jpath}: malformed physics file ({exc!r})") from exc
     return Scene(splats, tuple(objects), ground, light, metadata=meta)
-

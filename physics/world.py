@@ -38,6 +38,8 @@ __all__ = ["WorldConfig", "PhysicsWorld", "WorldState", "Pick", "SpawnedAsset"]
 
 log = logging.getLogger(__name__)
 
+_CHECK_EVERY = 4  # internal steps between divergence checks (and after every step() call): 60 Hz at 240 Hz
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -191,6 +193,7 @@ class PhysicsWorld:
         self._call(p.setGravity, *self._gravity)
         self._probe = self._call(p.createCollisionShape, p.GEOM_SPHERE, radius=1e-4)  # point queries (body_at)
         self._bodies: dict[str, _Body] = {}
+        self._offsets_cache: np.ndarray | None = None
         self._by_uid: dict[int, str] = {}
         self._static_uids: set[int] = set()
         self._forces: list[tuple] = []
@@ -274,6 +277,7 @@ class PhysicsWorld:
         body = _Body(name, uid, float(mass), inertia, offset, offset_inv, float(friction), float(restitution))
         self._bodies[name] = body
         self._by_uid[uid] = name
+        self._offsets_cache = None
         return body
 
     # ------------------------------------------------------------------ the small interface
@@ -305,18 +309,27 @@ class PhysicsWorld:
         target = int(math.floor(time / self.config.timestep + 1e-6))
         self._t_target = max(self._t_target, float(time))
         p = self._p
+        ran = False
         while self._steps < target:
             self._apply_forces()
             self._call(p.stepSimulation)
             self._steps += 1
+            ran = True
+            if self._steps % _CHECK_EVERY == 0:
+                self._check()
+        if ran:
             self._check()
 
     def body_poses(self) -> np.ndarray:  # -> [B, 7]
         """Object-frame pose of every body in :attr:`names` order: ``[x, y, z, qw, qx, qy, qz]``."""
-        out = np.empty((len(self._bodies), 7))
+        if not self._bodies:
+            return np.zeros((0, 7))
+        get = self._p.getBasePositionAndOrientation
+        raw = np.empty((len(self._bodies), 7))
         for i, b in enumerate(self._bodies.values()):
-            out[i] = self._object_pose(b)
-        return out
+            (x, y, z), (qx, qy, qz, qw) = get(b.uid, physicsClientId=self._client)
+            raw[i] = (x, y, z, qw, qx, qy, qz)
+        return pose_compose(raw, self._offsets_inv())
 
     def pose(self, name: str) -> np.ndarray:  # -> [7]
         return self._object_pose(self._body(name))
@@ -461,6 +474,7 @@ class PhysicsWorld:
         self._call(self._p.removeBody, b.uid)
         del self._bodies[name]
         del self._by_uid[b.uid]
+        self._offsets_cache = None
         self._forces = [f for f in self._forces if f[0] != name]
         self.assets.pop(name, None)
         self.removed.append(name)
@@ -521,6 +535,11 @@ class PhysicsWorld:
     def _body_frame(self, b: _Body) -> tuple[np.ndarray, np.ndarray]:
         pos, orn = self._call(self._p.getBasePositionAndOrientation, b.uid)
         return np.asarray(pos), quat_to_matrix(_wxyz(orn))
+
+    def _offsets_inv(self) -> np.ndarray:  # [B, 7], cached until the set of bodies changes
+        if self._offsets_cache is None:
+            self._offsets_cache = np.array([b.offset_inv for b in self._bodies.values()]).reshape(-1, 7)
+        return self._offsets_cache
 
     def _object_pose(self, b: _Body) -> np.ndarray:
         pos, orn = self._call(self._p.getBasePositionAndOrientation, b.uid)

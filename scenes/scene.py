@@ -122,7 +122,9 @@ class Light:
         n = np.linalg.norm(d)
         if n == 0:
             raise ShapeError("Light.direction: zero vector; give the direction from the scene towards the light")
-        object.__setattr__(self, "direction", tuple(float(v) for v in d / n))
+        if abs(n - 1.0) > 1e-12:  # keep an already-unit direction bit-exact (JSON round trips)
+            d = d / n
+        object.__setattr__(self, "direction", tuple(float(v) for v in d))
         object.__setattr__(self, "color", tuple(float(v) for v in _vec(self.color, 3, "Light.color")))
         object.__setattr__(self, "ambient", tuple(float(v) for v in _vec(self.ambient, 3, "Light.ambient")))
         if not np.isfinite(self.intensity) or self.intensity < 0:

@@ -30,12 +30,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "-o", "--out", help="Output file (ending in the format's suffix) or folder."),
         object_name: str = typer.Option(None, "--object", help="Export only this object, in its own frame."),
         axes: Axes = typer.Option(
-            None, "--axes",
+            None,
+            "--axes",
             help="Axes of the splat file (default: glb/spz y-up, ply/splat/compressed-ply y-down as 3DGS tools "
-                 "expect; z-up keeps ours).",
+            "expect; z-up keeps ours).",
         ),
-        sh_degree: int = typer.Option(None, "--sh-degree", min=0, max=3,
-                                      help="Truncate or zero-pad SH to this degree (Unity aras-p wants 3)."),
+        sh_degree: int = typer.Option(
+            None, "--sh-degree", min=0, max=3, help="Truncate or zero-pad SH to this degree (Unity aras-p wants 3)."
+        ),
     ) -> None:
         """Export a scene for Unity, Unreal, Godot, PlayCanvas or three.js (see docs/engines.md).
 
@@ -47,8 +49,15 @@ def register(app: typer.Typer) -> None:
         from scenes import load_scene
 
         sc = load_scene(scene, load_weights=False)
-        result = export_scene(sc, out, format.value, object_name=object_name, axes=axes.value if axes else None,
-                              name=scene.resolve().name or "scene", sh_degree=sh_degree)
+        result = export_scene(
+            sc,
+            out,
+            format.value,
+            object_name=object_name,
+            axes=axes.value if axes else None,
+            name=scene.resolve().name or "scene",
+            sh_degree=sh_degree,
+        )
         typer.echo(f"wrote {result.path} ({result.num_splats} splats, {result.format}, axes {result.axes})")
         for f in result.files[1:]:
             typer.echo(f"  + {f}")
@@ -57,11 +66,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import")
     def import_(
-        file: Path = typer.Argument(..., help="A splat file (.ply, .compressed.ply, .splat, .spz, .ksplat) or a "
-                                              ".glb/.gltf with KHR_gaussian_splatting."),
+        file: Path = typer.Argument(
+            ...,
+            help="A splat file (.ply, .compressed.ply, .splat, .spz, .ksplat) or a "
+            ".glb/.gltf with KHR_gaussian_splatting.",
+        ),
         out: Path = typer.Option(..., "-o", "--out", help="Scene folder to write."),
         axes: Axes = typer.Option(
-            None, "--axes",
+            None,
+            "--axes",
             help="Axes the file was written in (default: glb/spz y-up, ply/splat/compressed-ply/ksplat y-down).",
         ),
         format: str = typer.Option(None, "--format", help="Splat format when it cannot be told from the file."),
@@ -77,6 +90,8 @@ def register(app: typer.Typer) -> None:
         sc = import_file(file, axes=axes.value if axes else None, format=format, physics=not no_physics)
         path = save_scene(sc, out)
         info = sc.metadata.get("imported_from", {})
-        typer.echo(f"wrote {path}: {len(sc.splats)} splats (SH degree {sc.splats.sh_degree}) from "
-                   f"{info.get('format', '?')} in axes {info.get('axes', '?')}, {len(sc.objects)} object(s)"
-                   + (", ground" if sc.ground is not None else ""))
+        typer.echo(
+            f"wrote {path}: {len(sc.splats)} splats (SH degree {sc.splats.sh_degree}) from "
+            f"{info.get('format', '?')} in axes {info.get('axes', '?')}, {len(sc.objects)} object(s)"
+            + (", ground" if sc.ground is not None else "")
+        )

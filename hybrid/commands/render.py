@@ -24,15 +24,21 @@ def _parse_color(text: str) -> tuple[float, float, float]:
 def render_command(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json, splats, objects)."),
     out: Path = typer.Option(..., "-o", "--out", help="OUT.mp4 for a video, a folder for DIR/c{i}.png, or one .png."),
-    cameras: Path | None = typer.Option(None, "--cameras", help="nerfstudio transforms.json: one view per frame, in order."),
+    cameras: Path | None = typer.Option(
+        None, "--cameras", help="nerfstudio transforms.json: one view per frame, in order."
+    ),
     orbit: int | None = typer.Option(None, "--orbit", help="Render N views on a circle around the scene (default 60)."),
     width: int | None = typer.Option(None, "--width", help="Image width (default: the cameras', else 1280)."),
     height: int | None = typer.Option(None, "--height", help="Image height (default: the cameras', else 720)."),
     fov: float = typer.Option(50.0, "--fov", help="Orbit vertical field of view in degrees, without capture cameras."),
-    elevation: float | None = typer.Option(None, "--elevation", help="Orbit elevation in degrees (default from the capture cameras, else 20)."),
+    elevation: float | None = typer.Option(
+        None, "--elevation", help="Orbit elevation in degrees (default from the capture cameras, else 20)."
+    ),
     fps: float = typer.Option(30.0, "--fps", help="Frame rate of an MP4."),
     splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
-    raster_backend: str | None = typer.Option(None, "--raster-backend", help="render.rasterize backend for --splat-path raster."),
+    raster_backend: str | None = typer.Option(
+        None, "--raster-backend", help="render.rasterize backend for --splat-path raster."
+    ),
     background: str = typer.Option("0,0,0", "--background", help="Background colour R,G,B in [0, 1]."),
     colliders: bool = typer.Option(False, "--colliders", help="Draw the object colliders as wireframes."),
 ) -> None:

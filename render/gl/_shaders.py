@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from scenes.errors import BackendError
@@ -10,7 +10,7 @@ from scenes.errors import BackendError
 __all__ = ["shader_source", "build_program"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def shader_source(name: str) -> str:
     """The text of ``render/gl/shaders/<name>``."""
     return resources.files("render.gl").joinpath("shaders", name).read_text(encoding="utf-8")
@@ -25,4 +25,6 @@ def build_program(ctx, vertex: str, fragment: str | None = None, varyings: tuple
             varyings=list(varyings),
         )
     except Exception as exc:  # noqa: BLE001 - moderngl raises a bare Error with the driver log
-        raise BackendError(f"GL program {vertex} + {fragment} failed to build on {ctx.info['GL_RENDERER']}: {exc}") from exc
+        raise BackendError(
+            f"GL program {vertex} + {fragment} failed to build on {ctx.info['GL_RENDERER']}: {exc}"
+        ) from exc

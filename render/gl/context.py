@@ -42,8 +42,10 @@ def create_context(backend: str = "egl", *, require_version: int = MIN_GL_VERSIO
             )
         else:
             hint = "no current GL window; create one first (GLFW) or render headless with `hybrid render`"
-        raise BackendError(f"could not create a GL {require_version // 100}.{require_version % 100 // 10} "
-                           f"context with backend {backend!r} ({exc}); {hint}") from exc
+        raise BackendError(
+            f"could not create a GL {require_version // 100}.{require_version % 100 // 10} "
+            f"context with backend {backend!r} ({exc}); {hint}"
+        ) from exc
     return ctx
 
 

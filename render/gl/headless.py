@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from fractions import Fraction
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +107,9 @@ def collider_meshes(scene: Scene, color=(0.1, 1.0, 0.3)) -> list[tuple[Mesh, np.
         model = np.eye(4)
         model[:3, :3] = quat_to_rotmat(np.asarray(obj.quaternion))
         model[:3, 3] = obj.position
-        mesh = Mesh(obj.collider.vertices, obj.collider.faces, color=color, lit=False, wireframe=True, cast_shadows=False)
+        mesh = Mesh(
+            obj.collider.vertices, obj.collider.faces, color=color, lit=False, wireframe=True, cast_shadows=False
+        )
         out.append((mesh, model))
     if scene.ground is not None and scene.ground.mesh is not None:
         g = scene.ground.mesh
@@ -180,7 +182,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
             h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
             if stream is None:
                 if h == 0 or w == 0:
-                    raise ShapeError(f"write_video: frame size {frame.shape[1]}x{frame.shape[0]} is too small for H.264")
+                    raise ShapeError(
+                        f"write_video: frame size {frame.shape[1]}x{frame.shape[0]} is too small for H.264"
+                    )
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 stream.width, stream.height = w, h
                 stream.pix_fmt = "yuv420p"

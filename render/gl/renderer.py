@@ -186,9 +186,7 @@ class Renderer:
         """Add an opaque mesh with pose ``model [4, 4]`` (mesh -> world, identity by default); returns its id."""
         data = mesh.triangle_soup()
         vbo = self.ctx.buffer(data.tobytes())
-        vao = self.ctx.vertex_array(
-            self._mesh_prog, [(vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")]
-        )
+        vao = self.ctx.vertex_array(self._mesh_prog, [(vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")])
         shadow_vao = self.ctx.vertex_array(self._shadow_prog, [(vbo, "3f 24x", "in_position")])
         mesh_id = self._next_mesh
         self._next_mesh += 1
@@ -429,8 +427,11 @@ class Renderer:
         """Copy the last frame to numpy."""
         rgba = np.frombuffer(self._color.read(), np.float16).reshape(self.height, self.width, 4)[::-1]
         rgba = rgba.astype(np.float32)
-        return Frame(color=np.ascontiguousarray(rgba[..., :3]), alpha=np.ascontiguousarray(rgba[..., 3]),
-                     mesh_depth=self._read_view_z())
+        return Frame(
+            color=np.ascontiguousarray(rgba[..., :3]),
+            alpha=np.ascontiguousarray(rgba[..., 3]),
+            mesh_depth=self._read_view_z(),
+        )
 
     def render_frame(self, viewmat: np.ndarray, K: np.ndarray) -> Frame:
         """:meth:`render` then :meth:`read`."""
@@ -470,8 +471,16 @@ class Renderer:
         self._release_targets()
         self.splat_layer.release()
         for obj in (
-            self._fullscreen_vao, self._present_vao, self._mesh_prog, self._shadow_prog, self._composite_prog,
-            self._present_prog, self._shadow_fbo, self._shadow_tex, self._raster_tex, self._raster_depth_tex,
+            self._fullscreen_vao,
+            self._present_vao,
+            self._mesh_prog,
+            self._shadow_prog,
+            self._composite_prog,
+            self._present_prog,
+            self._shadow_fbo,
+            self._shadow_tex,
+            self._raster_tex,
+            self._raster_depth_tex,
         ):
             if obj is not None:
                 obj.release()

@@ -46,6 +46,7 @@ def resolve_sort_mode(ctx, requested: str) -> str:
         return "gpu" if ctx.version_code >= 430 and not is_software_renderer(ctx) else "cpu"
     return requested
 
+
 _TEX_WIDTH = 4096  # texels per row of the per-splat data textures
 _TF_FLOATS = 14  # centre 2, conic 3, axes 4, colour 4, depth 1
 

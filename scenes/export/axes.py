@@ -35,8 +35,14 @@ AXES: dict[str, np.ndarray] = {
 }
 
 # The convention each splat file format is written in and assumed when read, unless the user says otherwise.
-FORMAT_AXES = {"glb": "y-up", "spz": "y-up", "ply": "y-down", "compressed-ply": "y-down", "splat": "y-down",
-               "ksplat": "y-down"}
+FORMAT_AXES = {
+    "glb": "y-up",
+    "spz": "y-up",
+    "ply": "y-down",
+    "compressed-ply": "y-down",
+    "splat": "y-down",
+    "ksplat": "y-down",
+}
 
 
 def axes_matrix(name: str) -> np.ndarray:
@@ -112,5 +118,11 @@ def transform_splats(splats: Splats, R: np.ndarray, t=(0.0, 0.0, 0.0)) -> Splats
     qR = matrix_to_quat(R)
     quats = quat_multiply(qR, splats.quats.astype(np.float64))
     sh = rotate_sh(splats.sh, R) if splats.sh.shape[1] > 1 else splats.sh
-    return Splats(means.astype(np.float32), quats.astype(np.float32), splats.log_scales, splats.opacity_logits, sh,
-                  dict(splats.extra))
+    return Splats(
+        means.astype(np.float32),
+        quats.astype(np.float32),
+        splats.log_scales,
+        splats.opacity_logits,
+        sh,
+        dict(splats.extra),
+    )

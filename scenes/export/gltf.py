@@ -58,19 +58,28 @@ class _Buffer:
         self.views: list[dict] = []
         self.accessors: list[dict] = []
 
-    def add(self, array: np.ndarray, gltf_type: str, *, target: int | None = _ARRAY_BUFFER, normalized=False,
-            minmax=False) -> int:
+    def add(
+        self, array: np.ndarray, gltf_type: str, *, target: int | None = _ARRAY_BUFFER, normalized=False, minmax=False
+    ) -> int:
         array = np.ascontiguousarray(array)
-        ctype = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _U8, np.dtype(np.uint16): _U16,
-                 np.dtype(np.uint32): _U32}[array.dtype]
+        ctype = {
+            np.dtype(np.float32): _FLOAT,
+            np.dtype(np.uint8): _U8,
+            np.dtype(np.uint16): _U16,
+            np.dtype(np.uint32): _U32,
+        }[array.dtype]
         self.blob += b"\0" * (-len(self.blob) % 4)
         view = {"buffer": 0, "byteOffset": len(self.blob), "byteLength": array.nbytes}
         if target is not None:
             view["target"] = target
         self.views.append(view)
         self.blob += array.tobytes()
-        acc = {"bufferView": len(self.views) - 1, "componentType": ctype, "count": int(array.shape[0]),
-               "type": gltf_type}
+        acc = {
+            "bufferView": len(self.views) - 1,
+            "componentType": ctype,
+            "count": int(array.shape[0]),
+            "type": gltf_type,
+        }
         if normalized:
             acc["normalized"] = True
         if minmax:
@@ -107,8 +116,12 @@ def _splat_primitive(buf: _Buffer, splats: Splats) -> dict:
     for l in range(1, splats.sh_degree + 1):
         for c in range(2 * l + 1):
             attrs[f"{_P}SH_DEGREE_{l}_COEF_{c}"] = buf.add(np.ascontiguousarray(splats.sh[:, l * l + c]), "VEC3")
-    ext = {"kernel": "ellipse", "colorSpace": "srgb_rec709_display", "projection": "perspective",
-           "sortingMethod": "cameraDistance"}
+    ext = {
+        "kernel": "ellipse",
+        "colorSpace": "srgb_rec709_display",
+        "projection": "perspective",
+        "sortingMethod": "cameraDistance",
+    }
     return {"attributes": attrs, "mode": 0, "extensions": {SPLAT_EXT: ext}}
 
 
@@ -157,9 +170,15 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
     roots: list[int] = []
 
     def physics_material(friction: float, restitution: float) -> int:
-        materials.append({"staticFriction": float(friction), "dynamicFriction": float(friction),
-                          "restitution": float(restitution), "frictionCombine": "multiply",
-                          "restitutionCombine": "multiply"})
+        materials.append(
+            {
+                "staticFriction": float(friction),
+                "dynamicFriction": float(friction),
+                "restitution": float(restitution),
+                "frictionCombine": "multiply",
+                "restitutionCombine": "multiply",
+            }
+        )
         return len(materials) - 1
 
     def shape(kind: str, vertices: np.ndarray, faces: np.ndarray, name: str) -> int:
@@ -169,10 +188,19 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
 
     background, groups = _partition(scene)
     if background.size:
-        meshes.append({"name": "background.splats", "primitives": [_splat_primitive(
-            buf, transform_splats(scene.splats.subset(background), C))]})
-        nodes.append({"name": "background", "mesh": len(meshes) - 1,
-                      "extras": {"hybrid": {"role": "background", "splat_count": int(background.size)}}})
+        meshes.append(
+            {
+                "name": "background.splats",
+                "primitives": [_splat_primitive(buf, transform_splats(scene.splats.subset(background), C))],
+            }
+        )
+        nodes.append(
+            {
+                "name": "background",
+                "mesh": len(meshes) - 1,
+                "extras": {"hybrid": {"role": "background", "splat_count": int(background.size)}},
+            }
+        )
         roots.append(len(nodes) - 1)
 
     for obj, idx in zip(scene.objects, groups, strict=True):
@@ -182,10 +210,18 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
             "name": obj.name,
             "translation": [float(v) for v in C @ t_o],
             "rotation": _xyzw(C @ R_o @ C.T),
-            "extras": {"hybrid": {"role": "object", "name": obj.name, "static": bool(obj.static),
-                                  "mass": float(obj.mass), "friction": float(obj.friction),
-                                  "restitution": float(obj.restitution), "splat_count": int(idx.size),
-                                  "collider_kind": obj.collider.kind if obj.collider is not None else None}},
+            "extras": {
+                "hybrid": {
+                    "role": "object",
+                    "name": obj.name,
+                    "static": bool(obj.static),
+                    "mass": float(obj.mass),
+                    "friction": float(obj.friction),
+                    "restitution": float(obj.restitution),
+                    "splat_count": int(idx.size),
+                    "collider_kind": obj.collider.kind if obj.collider is not None else None,
+                }
+            },
         }
         if idx.size:
             local = transform_splats(scene.splats.subset(idx), C @ R_o.T, -(C @ R_o.T @ t_o))
@@ -205,14 +241,20 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
                     faces = col.faces[np.asarray(part, np.int64)]
                     used, inverse = np.unique(faces, return_inverse=True)
                     s = shape("convex", verts[used], inverse.reshape(-1, 3), f"{obj.name}.collider.{k}")
-                    nodes.append({"name": f"{obj.name}.collider.{k}",
-                                  "extensions": {BODY_EXT: {"collider": {"shape": s, "physicsMaterial": mat}}}})
+                    nodes.append(
+                        {
+                            "name": f"{obj.name}.collider.{k}",
+                            "extensions": {BODY_EXT: {"collider": {"shape": s, "physicsMaterial": mat}}},
+                        }
+                    )
                     children.append(len(nodes) - 1)
                 node["children"] = children
             else:
                 kind = "trimesh" if col.kind == "mesh" else "convex"
-                body["collider"] = {"shape": shape(kind, verts, col.faces, f"{obj.name}.collider"),
-                                    "physicsMaterial": mat}
+                body["collider"] = {
+                    "shape": shape(kind, verts, col.faces, f"{obj.name}.collider"),
+                    "physicsMaterial": mat,
+                }
 
     if scene.ground is not None:
         g = scene.ground
@@ -222,45 +264,91 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
         center = C @ (np.asarray(g.normal) * g.offset) - n * (_GROUND_THICKNESS / 2)
         rot = _frame_with_z(n)[:, [0, 2, 1]] * np.array([1.0, 1.0, -1.0])  # local +Y along the normal
         shapes.append({"type": "box", "box": {"size": [size, _GROUND_THICKNESS, size]}})
-        nodes.append({
-            "name": "ground", "translation": [float(v) for v in center], "rotation": _xyzw(rot),
-            "extensions": {BODY_EXT: {"collider": {"shape": len(shapes) - 1,
-                                                   "physicsMaterial": physics_material(g.friction, g.restitution)}}},
-            "extras": {"hybrid": {"role": "ground", "normal": list(g.normal), "offset": g.offset,
-                                  "friction": g.friction, "restitution": g.restitution, "up_axis": "+Z"}},
-        })
+        nodes.append(
+            {
+                "name": "ground",
+                "translation": [float(v) for v in center],
+                "rotation": _xyzw(rot),
+                "extensions": {
+                    BODY_EXT: {
+                        "collider": {
+                            "shape": len(shapes) - 1,
+                            "physicsMaterial": physics_material(g.friction, g.restitution),
+                        }
+                    }
+                },
+                "extras": {
+                    "hybrid": {
+                        "role": "ground",
+                        "normal": list(g.normal),
+                        "offset": g.offset,
+                        "friction": g.friction,
+                        "restitution": g.restitution,
+                        "up_axis": "+Z",
+                    }
+                },
+            }
+        )
         roots.append(len(nodes) - 1)
         if g.mesh is not None and len(g.mesh.faces):
             s = shape("trimesh", g.mesh.vertices.astype(np.float64) @ C.T, g.mesh.faces, "static.collider")
-            nodes.append({"name": "static_collider",
-                          "extensions": {BODY_EXT: {"collider": {"shape": s, "physicsMaterial": len(materials) - 1}}},
-                          "extras": {"hybrid": {"role": "ground_mesh", "collider_kind": g.mesh.kind}}})
+            nodes.append(
+                {
+                    "name": "static_collider",
+                    "extensions": {BODY_EXT: {"collider": {"shape": s, "physicsMaterial": len(materials) - 1}}},
+                    "extras": {"hybrid": {"role": "ground_mesh", "collider_kind": g.mesh.kind}},
+                }
+            )
             roots.append(len(nodes) - 1)
 
     cameras = []
     for i, cam in enumerate(scene.capture_cameras):
         fy = cam.K[1, 1]
-        cameras.append({
-            "type": "perspective", "name": cam.name or f"camera_{i}",
-            "perspective": {"yfov": float(2 * math.atan(cam.height / (2 * fy))),
-                            "aspectRatio": float(cam.width / cam.height), "znear": 0.01},
-            "extras": {"hybrid": {"K": cam.K.tolist(), "width": cam.width, "height": cam.height, "name": cam.name}},
-        })
+        cameras.append(
+            {
+                "type": "perspective",
+                "name": cam.name or f"camera_{i}",
+                "perspective": {
+                    "yfov": float(2 * math.atan(cam.height / (2 * fy))),
+                    "aspectRatio": float(cam.width / cam.height),
+                    "znear": 0.01,
+                },
+                "extras": {"hybrid": {"K": cam.K.tolist(), "width": cam.width, "height": cam.height, "name": cam.name}},
+            }
+        )
         c2w = cam.c2w
         R_gl = C @ c2w[:3, :3] @ np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> glTF camera axes
-        nodes.append({"name": cam.name or f"camera_{i}", "camera": i,
-                      "translation": [float(v) for v in C @ c2w[:3, 3]], "rotation": _xyzw(R_gl)})
+        nodes.append(
+            {
+                "name": cam.name or f"camera_{i}",
+                "camera": i,
+                "translation": [float(v) for v in C @ c2w[:3, 3]],
+                "rotation": _xyzw(R_gl),
+            }
+        )
         roots.append(len(nodes) - 1)
 
     light = scene.light
     peak = max(light.color) if max(light.color) > 1 else 1.0
-    lights = [{"type": "directional", "name": "sun", "color": [float(c / peak) for c in light.color],
-               "intensity": float(light.intensity * peak),
-               "extras": {"hybrid": {"ambient": list(light.ambient), "color": list(light.color),
-                                     "intensity": light.intensity}}}]
+    lights = [
+        {
+            "type": "directional",
+            "name": "sun",
+            "color": [float(c / peak) for c in light.color],
+            "intensity": float(light.intensity * peak),
+            "extras": {
+                "hybrid": {"ambient": list(light.ambient), "color": list(light.color), "intensity": light.intensity}
+            },
+        }
+    ]
     # a directional light shines along its node's local -Z: point local +Z at the light
-    nodes.append({"name": "sun", "rotation": _xyzw(_frame_with_z(C @ np.asarray(light.direction))),
-                  "extensions": {LIGHT_EXT: {"light": 0}}})
+    nodes.append(
+        {
+            "name": "sun",
+            "rotation": _xyzw(_frame_with_z(C @ np.asarray(light.direction))),
+            "extensions": {LIGHT_EXT: {"light": 0}},
+        }
+    )
     roots.append(len(nodes) - 1)
 
     used = [LIGHT_EXT]
@@ -274,9 +362,19 @@ def scene_to_glb(scene: Scene, *, generator: str = "hybrid-scene-runtime") -> by
         used += [SHAPE_EXT]
         ext[SHAPE_EXT] = {"shapes": shapes}
     gltf: dict = {
-        "asset": {"version": "2.0", "generator": generator,
-                  "extras": {"hybrid": {"format": "hybrid-scene-glb", "version": 1, "units": "metres",
-                                        "source_up": "+Z", "metadata": _jsonable(scene.metadata)}}},
+        "asset": {
+            "version": "2.0",
+            "generator": generator,
+            "extras": {
+                "hybrid": {
+                    "format": "hybrid-scene-glb",
+                    "version": 1,
+                    "units": "metres",
+                    "source_up": "+Z",
+                    "metadata": _jsonable(scene.metadata),
+                }
+            },
+        },
         "extensionsUsed": used,
         "extensions": ext,
         "scene": 0,
@@ -458,11 +556,16 @@ def _primitive_splats(doc: _Doc, prim: dict, where: str) -> Splats:
     if ext.get("kernel", "ellipse") != "ellipse":
         raise FormatError(f"{where}: kernel {ext.get('kernel')!r} is not supported (only 'ellipse')")
     if ext.get("extensions"):
-        raise FormatError(f"{where}: {SPLAT_EXT} sub-extensions {sorted(ext['extensions'])} are not supported "
-                          "(e.g. SPZ compression); decompress the file first")
+        raise FormatError(
+            f"{where}: {SPLAT_EXT} sub-extensions {sorted(ext['extensions'])} are not supported "
+            "(e.g. SPZ compression); decompress the file first"
+        )
     attrs = prim.get("attributes", {})
-    missing = [a for a in ("POSITION", _P + "ROTATION", _P + "SCALE", _P + "OPACITY", _P + "SH_DEGREE_0_COEF_0")
-               if a not in attrs]
+    missing = [
+        a
+        for a in ("POSITION", _P + "ROTATION", _P + "SCALE", _P + "OPACITY", _P + "SH_DEGREE_0_COEF_0")
+        if a not in attrs
+    ]
     if missing:
         raise FormatError(f"{where}: {SPLAT_EXT} primitive lacks required attribute(s) {missing}")
     pos = doc.accessor(attrs["POSITION"])
@@ -478,8 +581,9 @@ def _primitive_splats(doc: _Doc, prim: dict, where: str) -> Splats:
         if not any(present):
             break
         if not all(present):
-            raise FormatError(f"{where}: SH degree {l} is only partially defined; all {2 * l + 1} coefficients "
-                              "are required")
+            raise FormatError(
+                f"{where}: SH degree {l} is only partially defined; all {2 * l + 1} coefficients are required"
+            )
         coeffs += [doc.accessor(attrs[nm]) for nm in names]
         degree = l
     shapes = [(rot, 4), (scale, 3)] + [(c, 3) for c in coeffs]
@@ -492,8 +596,13 @@ def _primitive_splats(doc: _Doc, prim: dict, where: str) -> Splats:
         log_scales = np.log(np.maximum(scale, float(np.finfo(np.float32).tiny)))
         p = np.clip(opacity, 1e-12, 1.0)
         logits = np.log(p) - np.log1p(-p)
-    return Splats(pos.astype(np.float32), quats.astype(np.float32), log_scales.astype(np.float32),
-                  logits.astype(np.float32), sh.astype(np.float32))
+    return Splats(
+        pos.astype(np.float32),
+        quats.astype(np.float32),
+        log_scales.astype(np.float32),
+        logits.astype(np.float32),
+        sh.astype(np.float32),
+    )
 
 
 def _apply_matrix(splats: Splats, M: np.ndarray, where: str) -> Splats:
@@ -524,8 +633,11 @@ def _mesh_splats(doc: _Doc, mesh_index: int) -> list[Splats]:
         mesh = doc.gltf["meshes"][mesh_index]
     except (KeyError, IndexError, TypeError):
         raise FormatError(f"{doc.where}: node refers to mesh {mesh_index}, which does not exist") from None
-    return [_primitive_splats(doc, p, f"{doc.where}: meshes[{mesh_index}].primitives[{k}]")
-            for k, p in enumerate(mesh.get("primitives", [])) if SPLAT_EXT in p.get("extensions", {})]
+    return [
+        _primitive_splats(doc, p, f"{doc.where}: meshes[{mesh_index}].primitives[{k}]")
+        for k, p in enumerate(mesh.get("primitives", []))
+        if SPLAT_EXT in p.get("extensions", {})
+    ]
 
 
 def read_glb_splats(path: str | Path, *, frame: str = "world") -> Splats:
@@ -556,7 +668,9 @@ def _shape_mesh(doc: _Doc, shape_index: int, where: str) -> tuple[str, np.ndarra
         shp = doc.gltf["extensions"][SHAPE_EXT]["shapes"][shape_index]
         kind = shp["type"]
     except (KeyError, IndexError, TypeError):
-        raise FormatError(f"{where}: collider refers to {SHAPE_EXT} shape {shape_index}, which does not exist") from None
+        raise FormatError(
+            f"{where}: collider refers to {SHAPE_EXT} shape {shape_index}, which does not exist"
+        ) from None
     params = shp.get(kind, {})
     if kind in ("convex", "trimesh"):
         try:
@@ -590,8 +704,9 @@ def _primitive_points(kind: str, p: dict, where: str) -> np.ndarray:
     if kind == "sphere":
         r = float(p.get("radius", 0.5))
         lat = np.linspace(-np.pi / 2, np.pi / 2, 13)
-        return np.concatenate([r * np.stack([np.cos(a) * ring[:, 0], np.full(24, np.sin(a)), np.cos(a) * ring[:, 2]],
-                                            1) for a in lat])
+        return np.concatenate(
+            [r * np.stack([np.cos(a) * ring[:, 0], np.full(24, np.sin(a)), np.cos(a) * ring[:, 2]], 1) for a in lat]
+        )
     if kind in ("cylinder", "capsule"):
         h = float(p.get("height", 2.0 if kind == "cylinder" else 1.0)) / 2
         rb, rt = float(p.get("radiusBottom", 0.5)), float(p.get("radiusTop", 0.5))
@@ -605,8 +720,13 @@ def _primitive_points(kind: str, p: dict, where: str) -> np.ndarray:
 
 
 def _ground_from_extras(extras: dict, mesh: ColliderMesh | None) -> Ground:
-    return Ground(tuple(extras.get("normal", (0.0, 0.0, 1.0))), float(extras.get("offset", 0.0)), mesh,
-                  float(extras.get("friction", 0.8)), float(extras.get("restitution", 0.1)))
+    return Ground(
+        tuple(extras.get("normal", (0.0, 0.0, 1.0))),
+        float(extras.get("offset", 0.0)),
+        mesh,
+        float(extras.get("friction", 0.8)),
+        float(extras.get("restitution", 0.1)),
+    )
 
 
 def read_scene_glb(path: str | Path) -> Scene:
@@ -658,8 +778,9 @@ def read_scene_glb(path: str | Path) -> Scene:
                 counts[o].append(np.arange(total, total + len(s)))
             total += len(s)
     if not parts:
-        raise FormatError(f"{doc.where}: no {SPLAT_EXT} primitive in the default scene; nothing to import "
-                          "(is this a mesh-only glTF?)")
+        raise FormatError(
+            f"{doc.where}: no {SPLAT_EXT} primitive in the default scene; nothing to import (is this a mesh-only glTF?)"
+        )
     splats = Splats.concat(parts)
 
     materials = g.get("extensions", {}).get(BODY_EXT, {}).get("physicsMaterials", [])
@@ -686,8 +807,11 @@ def read_scene_glb(path: str | Path) -> Scene:
         rel = np.linalg.inv(ref) @ world[i]
         v = v @ rel[:3, :3].T + rel[:3, 3]
         if role == "ground_mesh":
-            ground_mesh_node = (kind if hybrid(nodes[i]).get("collider_kind") is None
-                                else hybrid(nodes[i])["collider_kind"], v, f)
+            ground_mesh_node = (
+                kind if hybrid(nodes[i]).get("collider_kind") is None else hybrid(nodes[i])["collider_kind"],
+                v,
+                f,
+            )
             continue
         collider_parts.setdefault(o if o != -1 else -(i + 2), []).append((kind, v, f, material(col)))
 
@@ -702,8 +826,9 @@ def read_scene_glb(path: str | Path) -> Scene:
             kind = "compound"
         else:
             kind = kind_hint if kind_hint in ("convex", "mesh") else items[0][0]
-        mesh = ColliderMesh(np.concatenate(verts), np.concatenate(faces), kind,
-                            tuple(part_ids) if kind == "compound" else ())
+        mesh = ColliderMesh(
+            np.concatenate(verts), np.concatenate(faces), kind, tuple(part_ids) if kind == "compound" else ()
+        )
         return mesh, items[0][3]
 
     objects, used_names = [], set()
@@ -723,16 +848,33 @@ def read_scene_glb(path: str | Path) -> Scene:
         if b in collider_parts:
             collider, (friction, restitution) = merge(collider_parts.pop(b), ex.get("collider_kind"))
         idx = np.concatenate(counts[b]) if counts[b] else np.zeros(0, np.int64)
-        objects.append(SceneObject(
-            unique(str(ex.get("name") or nd.get("name") or f"object_{b}")), idx, collider,
-            float(motion.get("mass", 1.0)), friction, restitution, tuple(C.T @ t),
-            tuple(matrix_to_quat(C.T @ R @ C)), motion.get("type", "dynamic") != "dynamic",
-        ))
+        objects.append(
+            SceneObject(
+                unique(str(ex.get("name") or nd.get("name") or f"object_{b}")),
+                idx,
+                collider,
+                float(motion.get("mass", 1.0)),
+                friction,
+                restitution,
+                tuple(C.T @ t),
+                tuple(matrix_to_quat(C.T @ R @ C)),
+                motion.get("type", "dynamic") != "dynamic",
+            )
+        )
     for key, items in sorted(collider_parts.items(), reverse=True):  # static colliders of the world
         i = -key - 2
         mesh, (friction, restitution) = merge(items, None)
-        objects.append(SceneObject(unique(str(nodes[i].get("name") or f"static_{i}")), np.zeros(0, np.int64), mesh,
-                                   1.0, friction, restitution, static=True))
+        objects.append(
+            SceneObject(
+                unique(str(nodes[i].get("name") or f"static_{i}")),
+                np.zeros(0, np.int64),
+                mesh,
+                1.0,
+                friction,
+                restitution,
+                static=True,
+            )
+        )
     if ground is not None:
         mesh = None
         if ground_mesh_node is not None:
@@ -777,15 +919,19 @@ def read_scene_glb(path: str | Path) -> Scene:
             continue
         ex = lt.get("extras", {}).get("hybrid", {}) if isinstance(lt.get("extras"), dict) else {}
         _, R, _ = _decompose(world[i], f"{doc.where}: nodes[{i}]")
-        light = Light(tuple(C.T @ R[:, 2]), tuple(ex.get("color", lt.get("color", (1.0, 1.0, 1.0)))),
-                      float(ex.get("intensity", lt.get("intensity", 1.0))),
-                      tuple(ex.get("ambient", Light().ambient)))
+        light = Light(
+            tuple(C.T @ R[:, 2]),
+            tuple(ex.get("color", lt.get("color", (1.0, 1.0, 1.0)))),
+            float(ex.get("intensity", lt.get("intensity", 1.0))),
+            tuple(ex.get("ambient", Light().ambient)),
+        )
         break
 
     asset_ex = g.get("asset", {}).get("extras", {})
-    meta = dict(asset_ex.get("hybrid", {}).get("metadata", {})) if isinstance(asset_ex, dict) and isinstance(
-        asset_ex.get("hybrid"), dict) else {}
-    meta["imported_from"] = {"file": Path(path).name, "format": "glb",
-                             "generator": g.get("asset", {}).get("generator")}
+    meta = (
+        dict(asset_ex.get("hybrid", {}).get("metadata", {}))
+        if isinstance(asset_ex, dict) and isinstance(asset_ex.get("hybrid"), dict)
+        else {}
+    )
+    meta["imported_from"] = {"file": Path(path).name, "format": "glb", "generator": g.get("asset", {}).get("generator")}
     return Scene(splats, tuple(objects), ground, light, tuple(cameras), {}, meta)
-

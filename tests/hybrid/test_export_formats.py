@@ -65,8 +65,9 @@ def test_export_then_import_gives_the_same_scene(scene, tmp_path, fmt):
     for a, b in zip(scene.objects, back.objects, strict=True):
         assert (b.mass, b.friction, b.restitution, b.static) == (a.mass, a.friction, a.restitution, a.static)
         np.testing.assert_allclose(b.position, a.position, atol=1e-9)
-        np.testing.assert_allclose(quat_to_matrix(np.asarray(b.quaternion)), quat_to_matrix(np.asarray(a.quaternion)),
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            quat_to_matrix(np.asarray(b.quaternion)), quat_to_matrix(np.asarray(a.quaternion)), atol=1e-9
+        )
         assert b.collider.kind == a.collider.kind and len(b.collider.parts) == len(a.collider.parts)
         np.testing.assert_allclose(b.collider.vertices, a.collider.vertices, atol=1e-6)
         assert_splats_close(scene.splats.subset(a.splat_indices), back.splats.subset(b.splat_indices), fmt)
@@ -78,8 +79,7 @@ def test_export_then_import_gives_the_same_scene(scene, tmp_path, fmt):
     assert_splats_close(scene.splats, back.splats, fmt)
 
 
-@pytest.mark.parametrize(("fmt", "axes"), [("ply", "y-down"), ("spz", "y-up"), ("splat", "y-down"),
-                                           ("ply", "z-up")])
+@pytest.mark.parametrize(("fmt", "axes"), [("ply", "y-down"), ("spz", "y-up"), ("splat", "y-down"), ("ply", "z-up")])
 def test_splat_files_use_the_format_axes(scene, tmp_path, fmt, axes):
     result = export_scene(scene, tmp_path, fmt, axes=None if axes in ("y-down", "y-up") else axes)
     assert result.axes == axes
@@ -107,8 +107,9 @@ def test_single_object_export_is_in_the_object_frame_with_its_collider(scene, tm
     np.testing.assert_allclose(entry["translation"], C @ np.asarray(crate.position), atol=1e-12)
     # an independent GLB reader sees the collider in glTF's +Y-up object frame
     loaded = trimesh.load(tmp_path / entry["collider"], force="mesh")
-    np.testing.assert_allclose(np.sort(loaded.vertices, axis=0), np.sort(crate.collider.vertices @ C.T, axis=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(loaded.vertices, axis=0), np.sort(crate.collider.vertices @ C.T, axis=0), atol=1e-6
+    )
     back = import_file(result.path)
     np.testing.assert_allclose(back.splats.means, scene.splats.means[crate.splat_indices], atol=1e-5)
     assert back.objects[0].name == "crate" and len(back.objects[0].splat_indices) == len(crate.splat_indices)
@@ -121,8 +122,9 @@ def test_compound_collider_glb_opens_in_trimesh_with_its_parts(scene, tmp_path):
     loaded = trimesh.load(tmp_path / "scene.colliders" / "ball.glb")
     assert len(loaded.geometry) == len(ball.collider.parts)
     verts = np.concatenate([g.vertices for g in loaded.dump()])
-    np.testing.assert_allclose(np.unique(verts.round(5), axis=0),
-                               np.unique((ball.collider.vertices @ C.T).round(5), axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        np.unique(verts.round(5), axis=0), np.unique((ball.collider.vertices @ C.T).round(5), axis=0), atol=1e-5
+    )
 
 
 def test_cli_export_and_import(scene, tmp_path):
@@ -136,13 +138,15 @@ def test_cli_export_and_import(scene, tmp_path):
     assert res.exit_code == 0, res.output
     back = load_scene(tmp_path / "back")
     assert [o.name for o in back.objects] == ["crate", "ball", "pillar"] and len(back.splats) == len(scene.splats)
-    res = runner.invoke(app, ["export", str(tmp_path / "world"), "-f", "compressed-ply", "-o", str(tmp_path / "c"),
-                              "--object", "ball"])
+    res = runner.invoke(
+        app, ["export", str(tmp_path / "world"), "-f", "compressed-ply", "-o", str(tmp_path / "c"), "--object", "ball"]
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "c" / "ball.compressed.ply").exists() and (tmp_path / "c" / "ball.physics.json").exists()
     save_scene(make_scene(seed=2, degree=1), tmp_path / "deg1")
-    res = runner.invoke(app, ["export", str(tmp_path / "deg1"), "-f", "ply", "-o", str(tmp_path / "u.ply"),
-                              "--sh-degree", "3"])  # aras-p's Unity importer wants all 45 f_rest values
+    res = runner.invoke(
+        app, ["export", str(tmp_path / "deg1"), "-f", "ply", "-o", str(tmp_path / "u.ply"), "--sh-degree", "3"]
+    )  # aras-p's Unity importer wants all 45 f_rest values
     assert res.exit_code == 0, res.output
     header = (tmp_path / "u.ply").read_bytes()[:4000].split(b"end_header")[0].decode()
     assert "f_rest_44" in header and read_splats(tmp_path / "u.ply").sh_degree == 3
@@ -152,8 +156,15 @@ def test_cli_export_and_import(scene, tmp_path):
     assert isinstance(res.exception, SceneError) and "no object named 'no'" in str(res.exception)
 
 
-@pytest.mark.parametrize("name", ["splats/supersplat_test64.compressed.ply", "splats/fixtures/minimal-v4.spz",
-                                  "splats/fixtures/minimal.ksplat", "splats/fixtures/minimal.splat"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "splats/supersplat_test64.compressed.ply",
+        "splats/fixtures/minimal-v4.spz",
+        "splats/fixtures/minimal.ksplat",
+        "splats/fixtures/minimal.splat",
+    ],
+)
 def test_import_third_party_files(shared_data, tmp_path, name):
     path = shared_data / name
     if not path.exists():

@@ -37,8 +37,12 @@ def scene():
 
 
 # (format, position atol, log-scale atol, opacity atol, SH-rest atol) of their re-encoding of our file
-FORMATS = [("ply", 1e-6, 1e-6, 1e-6, 1e-6), ("spz", 1e-6, 1e-6, 1e-6, 1e-6), ("splat", 1e-6, 1e-6, 1e-6, None),
-           ("compressed-ply", 2e-3, 0.05, 0.01, 0.05)]
+FORMATS = [
+    ("ply", 1e-6, 1e-6, 1e-6, 1e-6),
+    ("spz", 1e-6, 1e-6, 1e-6, 1e-6),
+    ("splat", 1e-6, 1e-6, 1e-6, None),
+    ("compressed-ply", 2e-3, 0.05, 0.01, 0.05),
+]
 
 
 @pytest.mark.parametrize(("fmt", "pos_tol", "scale_tol", "alpha_tol", "sh_tol"), FORMATS)

@@ -1,5 +1,8 @@
 """Shared pieces of the GL tests: the EGL context fixture, artefact saving, a numpy splat reference.
 
+Test modules import ``ctx_fixture`` and ``gl_context_fixture``; they register the fixtures ``ctx`` (the
+session's EGL context, GL error state checked around each test) and ``gl_context``.
+
 The numpy reference follows gsplat 1.5 ``rasterization()`` (pinhole, no antialiasing) formula by
 formula, independently of the GLSL, for tiny scenes.
 """
@@ -20,8 +23,8 @@ ARTIFACTS = Path(os.environ.get("HYBRID_ARTIFACTS", ROOT / "artifacts")) / "rend
 SH_BASIS_C = (0.2820947917738781, 0.48860251190292)
 
 
-@pytest.fixture(scope="session")
-def gl_context():
+@pytest.fixture(scope="session", name="gl_context")
+def gl_context_fixture():
     """One headless EGL context for the session; skips the test where none can be made."""
     from render.gl import create_context
 
@@ -33,8 +36,8 @@ def gl_context():
     ctx.release()
 
 
-@pytest.fixture
-def ctx(gl_context):
+@pytest.fixture(name="ctx")
+def ctx_fixture(gl_context):
     """The session context, with the GL error state checked before and after the test."""
     assert gl_context.error == "GL_NO_ERROR", "a previous test left a GL error"
     yield gl_context

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from scenes import Scene, Splats, save_scene
 from scenes.errors import ShapeError
-from tests.render.gl_support import ctx, gl_context, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
 
 COLORS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -39,7 +39,9 @@ def test_render_cameras_into_folder_in_file_order(ctx, three_splat_scene, tmp_pa
         c2w = [[1, 0, 0, 3.0 * i], [0, 0, -1, -4.0], [0, 1, 0, 0], [0, 0, 0, 1]]
         frames.append({"file_path": f"img{i}.png", "transform_matrix": c2w})
     cams = tmp_path / "cams.json"
-    cams.write_text(json.dumps({"fl_x": 100.0, "fl_y": 100.0, "cx": 48.5, "cy": 32.5, "w": 96, "h": 64, "frames": frames}))
+    cams.write_text(
+        json.dumps({"fl_x": 100.0, "fl_y": 100.0, "cx": 48.5, "cy": 32.5, "w": 96, "h": 64, "frames": frames})
+    )
     out = tmp_path / "views"
     result = CliRunner().invoke(_app(), ["render", str(three_splat_scene), "--cameras", str(cams), "-o", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -95,7 +97,9 @@ def test_scene_orbit_looks_at_the_capture_cameras_target():
     from scenes import Camera
 
     target = np.array([1.0, 2.0, 0.5])
-    capture = [Camera.look_at(target + [3 * np.cos(a), 3 * np.sin(a), 1.0], target, width=64, height=48) for a in (0, 1, 2)]
+    capture = [
+        Camera.look_at(target + [3 * np.cos(a), 3 * np.sin(a), 1.0], target, width=64, height=48) for a in (0, 1, 2)
+    ]
     splats = Splats.from_activated([[0, 0, 0]], [[1, 0, 0, 0]], [[0.1] * 3], [0.5], [[1, 1, 1]])
     orbit = scene_orbit(Scene(splats=splats, capture_cameras=capture), 8)
     for cam in orbit:

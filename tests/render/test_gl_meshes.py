@@ -9,7 +9,7 @@ from render.gl import Mesh, Renderer, RenderSettings, box_mesh, intrinsics_from_
 from scenes import Splats
 from scenes.errors import ShapeError
 from scenes.scene import Light
-from tests.render.gl_support import ctx, gl_context, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
 
 W, H = 160, 120
 
@@ -91,8 +91,12 @@ def test_cube_above_plane_casts_its_shadow_where_geometry_says(ctx):
     check = sees_plane & far_from_edge
     colors = frame.color[v, u]
     assert (check & in_shadow).sum() >= 10 and (check & ~in_shadow).sum() >= 100
-    np.testing.assert_allclose(colors[check & in_shadow], np.broadcast_to(shadowed, colors[check & in_shadow].shape), atol=3e-3)
-    np.testing.assert_allclose(colors[check & ~in_shadow], np.broadcast_to(lit, colors[check & ~in_shadow].shape), atol=3e-3)
+    np.testing.assert_allclose(
+        colors[check & in_shadow], np.broadcast_to(shadowed, colors[check & in_shadow].shape), atol=3e-3
+    )
+    np.testing.assert_allclose(
+        colors[check & ~in_shadow], np.broadcast_to(lit, colors[check & ~in_shadow].shape), atol=3e-3
+    )
 
 
 def test_mesh_pose_and_loaded_glb(ctx, tmp_path):

@@ -7,8 +7,7 @@ import pytest
 
 from render.gl import Renderer, RenderSettings, intrinsics_from_fov, look_at, plane_mesh
 from scenes import Splats
-from tests.conftest import shared_data  # noqa: F401
-from tests.render.gl_support import ctx, gl_context, psnr, reference_render, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, gl_context_fixture, psnr, reference_render, save_artifact  # noqa: F401
 from tests.render.test_gl_splats import _random_splats
 
 W, H = 128, 96
@@ -66,7 +65,9 @@ def test_raster_path_composites_with_meshes_like_the_gl_path(ctx, raster_backend
             r.set_splats(splats)
             r.add_mesh(plane_mesh((1.0, 4.0), (0, 0, 0.1), color=(0.2, 0.8, 0.3)))
             frames[path] = r.render_frame(viewmat, K)
-    save_artifact(f"raster_vs_gl_{raster_backend}_{occlusion}", np.concatenate([frames["gl"].color, frames["raster"].color], 1))
+    save_artifact(
+        f"raster_vs_gl_{raster_backend}_{occlusion}", np.concatenate([frames["gl"].color, frames["raster"].color], 1)
+    )
     value = psnr(frames["gl"].color, frames["raster"].color)
     # the depth limit cuts splats exactly as the GL depth test does; the expected-depth test is per pixel
     assert value >= (45.0 if occlusion == "limit" else 25.0), f"PSNR {value:.1f} dB"

@@ -9,7 +9,7 @@ import pytest
 from render.gl import Renderer, RenderSettings, intrinsics_from_fov, look_at
 from render.gl.camera import camera_center
 from scenes import Splats
-from tests.render.gl_support import ctx, gl_context, psnr, reference_render, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, gl_context_fixture, psnr, reference_render, save_artifact  # noqa: F401
 
 W, H = 160, 120
 
@@ -69,7 +69,9 @@ def test_blending_order_follows_depth_not_upload_order(ctx, swap):
         r.set_splats(splats)
         frame = r.render_frame(np.eye(4), K)
     save_artifact(f"blend_order_swap{int(swap)}", frame.color)
-    front, back = (np.array([0, 0, 1.0]), np.array([1.0, 0, 0])) if swap else (np.array([1.0, 0, 0]), np.array([0, 0, 1.0]))
+    front, back = (
+        (np.array([0, 0, 1.0]), np.array([1.0, 0, 0])) if swap else (np.array([1.0, 0, 0]), np.array([0, 0, 1.0]))
+    )
     expected = 0.9 * front + 0.1 * 0.9 * back
     np.testing.assert_allclose(frame.color[int(K[1, 2]), int(K[0, 2])], expected, atol=2e-3)
     assert frame.alpha[int(K[1, 2]), int(K[0, 2])] == pytest.approx(0.99, abs=2e-3)

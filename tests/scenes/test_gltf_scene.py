@@ -74,8 +74,9 @@ def test_splat_attributes_follow_the_extension_text(scene, glb):
     rotated = rotate_sh(ref.sh, C)
     for l in range(1, 4):
         for c in range(2 * l + 1):
-            np.testing.assert_allclose(get(f"KHR_gaussian_splatting:SH_DEGREE_{l}_COEF_{c}"), rotated[:, l * l + c],
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                get(f"KHR_gaussian_splatting:SH_DEGREE_{l}_COEF_{c}"), rotated[:, l * l + c], atol=1e-6
+            )
     assert get("COLOR_0").dtype == np.uint8
 
 
@@ -92,12 +93,16 @@ def test_objects_are_nodes_at_their_pose_with_omi_physics(scene, glb):
         # the node's local splats, put through the node transform, land on the world splats (in glTF axes)
         prim = gltf["meshes"][node["mesh"]]["primitives"][0]
         local = raw_accessor(gltf, binary, prim["attributes"]["POSITION"]).astype(np.float64)
-        np.testing.assert_allclose(local @ Rn.T + node["translation"], scene.splats.means[obj.splat_indices] @ C.T,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            local @ Rn.T + node["translation"], scene.splats.means[obj.splat_indices] @ C.T, atol=1e-5
+        )
         body = node["extensions"]["OMI_physics_body"]
         assert body["motion"] == {"type": "static" if obj.static else "dynamic", "mass": obj.mass}
-        cols = [body["collider"]] if "collider" in body else [
-            gltf["nodes"][c]["extensions"]["OMI_physics_body"]["collider"] for c in node["children"]]
+        cols = (
+            [body["collider"]]
+            if "collider" in body
+            else [gltf["nodes"][c]["extensions"]["OMI_physics_body"]["collider"] for c in node["children"]]
+        )
         assert len(cols) == (len(obj.collider.parts) if obj.collider.kind == "compound" else 1)
         for col in cols:
             mat = materials[col["physicsMaterial"]]
@@ -126,8 +131,9 @@ def test_camera_and_light_in_gltf_conventions(scene, glb):
     sun = next(n for n in gltf["nodes"] if "KHR_lights_punctual" in n.get("extensions", {}))
     x, y, z, w = sun["rotation"]
     # a directional light shines along its local -Z, i.e. away from the direction towards the light
-    np.testing.assert_allclose(quat_to_matrix(np.array([w, x, y, z])) @ [0, 0, -1],
-                               -(C @ np.asarray(scene.light.direction)), atol=1e-9)
+    np.testing.assert_allclose(
+        quat_to_matrix(np.array([w, x, y, z])) @ [0, 0, -1], -(C @ np.asarray(scene.light.direction)), atol=1e-9
+    )
     light = gltf["extensions"]["KHR_lights_punctual"]["lights"][0]
     assert light["type"] == "directional" and light["intensity"] == pytest.approx(1.5)
 
@@ -147,8 +153,9 @@ def test_khronos_validator_reports_no_errors_beyond_the_new_attribute_names(scen
     gltf, binary = parse_glb(path.read_bytes())
     for mesh in gltf["meshes"]:
         for prim in mesh["primitives"]:
-            prim["attributes"] = {("_" + k.replace(":", "_") if k.startswith("KHR_") else k): v
-                                  for k, v in prim["attributes"].items()}
+            prim["attributes"] = {
+                ("_" + k.replace(":", "_") if k.startswith("KHR_") else k): v for k, v in prim["attributes"].items()
+            }
     renamed = tmp_path / "renamed.glb"
     renamed.write_bytes(glb_bytes(gltf, binary))
     report = validate_gltf(renamed)["issues"]
@@ -170,8 +177,9 @@ def test_round_trip_restores_splats_objects_physics_cameras_light(scene, tmp_pat
         pairs.append((a.splat_indices, b.splat_indices))
         assert (b.mass, b.friction, b.restitution, b.static) == (a.mass, a.friction, a.restitution, a.static)
         np.testing.assert_allclose(b.position, a.position, atol=1e-9)
-        np.testing.assert_allclose(quat_to_matrix(np.asarray(b.quaternion)), quat_to_matrix(np.asarray(a.quaternion)),
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            quat_to_matrix(np.asarray(b.quaternion)), quat_to_matrix(np.asarray(a.quaternion)), atol=1e-9
+        )
         assert b.collider.kind == a.collider.kind
         np.testing.assert_allclose(b.collider.vertices, a.collider.vertices, atol=1e-6)
         np.testing.assert_array_equal(b.collider.faces, a.collider.faces)
@@ -192,8 +200,11 @@ def test_round_trip_restores_splats_objects_physics_cameras_light(scene, tmp_pat
         np.testing.assert_allclose(b.K, a.K)
         np.testing.assert_allclose(b.viewmat, a.viewmat, atol=1e-9)
     np.testing.assert_allclose(out.light.direction, scene.light.direction, atol=1e-9)
-    assert (out.light.color, out.light.intensity, out.light.ambient) == (scene.light.color, scene.light.intensity,
-                                                                        scene.light.ambient)
+    assert (out.light.color, out.light.intensity, out.light.ambient) == (
+        scene.light.color,
+        scene.light.intensity,
+        scene.light.ambient,
+    )
 
 
 def test_node_transforms_of_foreign_files_are_applied(scene):
@@ -201,8 +212,9 @@ def test_node_transforms_of_foreign_files_are_applied(scene):
     gltf, binary = parse_glb(scene_to_glb(scene))
     node = node_named(gltf, "background")
     angle = 0.7
-    node.update(rotation=[0.0, np.sin(angle / 2), 0.0, np.cos(angle / 2)], scale=[2.0, 2.0, 2.0],
-                translation=[1.0, 2.0, 3.0])
+    node.update(
+        rotation=[0.0, np.sin(angle / 2), 0.0, np.cos(angle / 2)], scale=[2.0, 2.0, 2.0], translation=[1.0, 2.0, 3.0]
+    )
     data = glb_bytes(gltf, binary)
     plain = read_glb_splats_from(scene_to_glb(scene))
     moved = read_glb_splats_from(data)

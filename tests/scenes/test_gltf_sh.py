@@ -47,8 +47,9 @@ def test_rotated_coefficients_evaluate_the_rotated_function(name):
     rng = np.random.default_rng(1)
     R = Rotation.random(random_state=2).as_matrix() if name == "random" else AXES[name]
     coeffs = rng.normal(size=(16,))
-    rotated = np.concatenate([coeffs[:1]] + [D @ coeffs[l * l:(l + 1) ** 2]
-                                             for l, D in enumerate(sh_rotation_matrices(R, 3), start=1)])
+    rotated = np.concatenate(
+        [coeffs[:1]] + [D @ coeffs[l * l : (l + 1) ** 2] for l, D in enumerate(sh_rotation_matrices(R, 3), start=1)]
+    )
     d = unit_dirs(rng, 300)
     # f'(d) = f(R^T d): the colour a rotated splat shows in direction d is what it showed in R^T d before
     np.testing.assert_allclose(scipy_basis(d, 3) @ rotated, scipy_basis(d @ R, 3) @ coeffs, atol=1e-10)
@@ -57,8 +58,9 @@ def test_rotated_coefficients_evaluate_the_rotated_function(name):
 def test_rotation_matrices_compose_and_are_orthogonal():
     R1 = Rotation.random(random_state=3).as_matrix()
     R2 = Rotation.random(random_state=4).as_matrix()
-    for D1, D2, D12 in zip(sh_rotation_matrices(R1, 3), sh_rotation_matrices(R2, 3), sh_rotation_matrices(R1 @ R2, 3),
-                           strict=True):
+    for D1, D2, D12 in zip(
+        sh_rotation_matrices(R1, 3), sh_rotation_matrices(R2, 3), sh_rotation_matrices(R1 @ R2, 3), strict=True
+    ):
         np.testing.assert_allclose(D1 @ D2, D12, atol=1e-10)
         np.testing.assert_allclose(D1 @ D1.T, np.eye(len(D1)), atol=1e-10)
 
@@ -83,8 +85,13 @@ def test_reflections_are_refused():
 def test_transform_splats_moves_covariances_and_view_dependent_colour():
     """A rotated splat seen from a rotated camera looks the same: covariance R S R^T, colour f(R^T d)."""
     rng = np.random.default_rng(7)
-    s = Splats(rng.normal(size=(5, 3)), rng.normal(size=(5, 4)), rng.normal(-3, 0.5, (5, 3)), rng.normal(size=5),
-               rng.normal(size=(5, 16, 3)))
+    s = Splats(
+        rng.normal(size=(5, 3)),
+        rng.normal(size=(5, 4)),
+        rng.normal(-3, 0.5, (5, 3)),
+        rng.normal(size=5),
+        rng.normal(size=(5, 16, 3)),
+    )
     R = Rotation.random(random_state=8).as_matrix()
     t = np.array([0.3, -1.0, 2.0])
     out = transform_splats(s, R, t)
@@ -98,5 +105,8 @@ def test_transform_splats_moves_covariances_and_view_dependent_colour():
     cam = np.array([4.0, 1.0, -2.0])
     d_new = out.means[0] - cam
     d_old = (d_new / np.linalg.norm(d_new)) @ R  # R^T d
-    np.testing.assert_allclose(scipy_basis(d_new[None] / np.linalg.norm(d_new), 3) @ out.sh[0],
-                               scipy_basis(d_old[None], 3) @ s.sh[0], atol=1e-5)
+    np.testing.assert_allclose(
+        scipy_basis(d_new[None] / np.linalg.norm(d_new), 3) @ out.sh[0],
+        scipy_basis(d_old[None], 3) @ s.sh[0],
+        atol=1e-5,
+    )

@@ -44,8 +44,14 @@ def node_module(name: str) -> Path:
 def run_node(script: str, *args: str, timeout: float = 120.0) -> str:
     """Run a Node.js ES module given as text (``NODE_TOOLS`` in its environment); returns stdout."""
     env = dict(os.environ, NODE_TOOLS=str(NODE_TOOLS), NODE_PATH=str(NODE_TOOLS / "node_modules"))
-    proc = subprocess.run(["node", "--input-type=module", "-", *args], input=script, capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-", *args],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"node failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
@@ -75,8 +81,22 @@ def rot_z(deg: float) -> np.ndarray:
 def box_mesh(half) -> tuple[np.ndarray, np.ndarray]:
     hx, hy, hz = half
     v = np.array([[x, y, z] for x in (-hx, hx) for y in (-hy, hy) for z in (-hz, hz)], np.float32)
-    f = np.array([[0, 2, 3], [0, 3, 1], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4], [2, 6, 7], [2, 7, 3],
-                  [0, 4, 6], [0, 6, 2], [1, 3, 7], [1, 7, 5]])
+    f = np.array(
+        [
+            [0, 2, 3],
+            [0, 3, 1],
+            [4, 5, 7],
+            [4, 7, 6],
+            [0, 1, 5],
+            [0, 5, 4],
+            [2, 6, 7],
+            [2, 7, 3],
+            [0, 4, 6],
+            [0, 6, 2],
+            [1, 3, 7],
+            [1, 7, 5],
+        ]
+    )
     return v, f
 
 
@@ -106,15 +126,36 @@ def make_scene(seed: int = 0, degree: int = 3) -> Scene:
     bv, bf = box_mesh((0.2, 0.2, 0.2))
     a, af = box_mesh((0.15, 0.15, 0.08))
     b = a + np.array([0, 0, 0.1], np.float32)
-    compound = ColliderMesh(np.concatenate([a - [0, 0, 0.05], b]), np.concatenate([af, af + 8]), "compound",
-                            (np.arange(12), np.arange(12, 24)))
+    compound = ColliderMesh(
+        np.concatenate([a - [0, 0, 0.05], b]),
+        np.concatenate([af, af + 8]),
+        "compound",
+        (np.arange(12), np.arange(12, 24)),
+    )
     pv, pf = box_mesh((0.1, 0.1, 0.5))
     objects = (
-        SceneObject("crate", np.arange(n0, n1), ColliderMesh(bv, bf, "convex"), 2.0, 0.5, 0.2,
-                    tuple(crate_pose[0]), tuple(crate_pose[1])),
+        SceneObject(
+            "crate",
+            np.arange(n0, n1),
+            ColliderMesh(bv, bf, "convex"),
+            2.0,
+            0.5,
+            0.2,
+            tuple(crate_pose[0]),
+            tuple(crate_pose[1]),
+        ),
         SceneObject("ball", np.arange(n1, n2), compound, 0.7, 0.9, 0.6, (-0.5, -0.2, 0.15)),
-        SceneObject("pillar", np.arange(n2, len(splats)), ColliderMesh(pv, pf, "mesh"), 10.0, 0.7, 0.0,
-                    (0.0, 0.9, 0.5), tuple(rot_z(-15)), static=True),
+        SceneObject(
+            "pillar",
+            np.arange(n2, len(splats)),
+            ColliderMesh(pv, pf, "mesh"),
+            10.0,
+            0.7,
+            0.0,
+            (0.0, 0.9, 0.5),
+            tuple(rot_z(-15)),
+            static=True,
+        ),
     )
     wv, wf = box_mesh((1.5, 0.05, 0.3))
     ground = Ground((0, 0, 1), 0.0, ColliderMesh(wv + np.array([0, -1.5, 0.3], np.float32), wf, "mesh"), 0.8, 0.1)

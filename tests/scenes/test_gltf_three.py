@@ -83,10 +83,19 @@ def our_render(splats, cam) -> np.ndarray:
     import torch
 
     t = splats.to_torch()
-    res = _rasterize()(t["means"], t["quats"], t["scales"], t["opacities"], t["sh"],
-                       torch.tensor(cam.viewmat[None], dtype=torch.float32),
-                       torch.tensor(cam.K[None], dtype=torch.float32), cam.width, cam.height, backend="cpu",
-                       rasterize_mode="antialiased")  # three.js scales opacity by the same compensation
+    res = _rasterize()(
+        t["means"],
+        t["quats"],
+        t["scales"],
+        t["opacities"],
+        t["sh"],
+        torch.tensor(cam.viewmat[None], dtype=torch.float32),
+        torch.tensor(cam.K[None], dtype=torch.float32),
+        cam.width,
+        cam.height,
+        backend="cpu",
+        rasterize_mode="antialiased",
+    )  # three.js scales opacity by the same compensation
     return res.colors[0].clamp(0, 1).numpy().astype(np.float64)
 
 
@@ -127,8 +136,15 @@ def test_threejs_render_of_our_glb_matches_our_render(served):
 
     from PIL import Image
 
-    out = json.loads(run_node(SHOT_JS, f"{url}/index.html?file=scene.glb&w={cam.width}&h={cam.height}"
-                                       f"&camera={cam.name}", str(root / "three.png"), CHROMIUM, timeout=150))
+    out = json.loads(
+        run_node(
+            SHOT_JS,
+            f"{url}/index.html?file=scene.glb&w={cam.width}&h={cam.height}&camera={cam.name}",
+            str(root / "three.png"),
+            CHROMIUM,
+            timeout=150,
+        )
+    )
     assert out.get("error") is None, out
     assert out["info"]["backend"] == "WebGLBackend"
     theirs = np.asarray(Image.open(root / "three.png").convert("RGB"), np.float64) / 255
