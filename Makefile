@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup setup-test demo test lint bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -11,10 +11,13 @@ setup:
 demo: setup
 	$(BIN)/hybrid demo -o $(OUT)/demo
 
-lint: setup
+setup-test:
+	SETUP_TEST=1 bash scripts/setup.sh
+
+lint: setup-test
 	$(BIN)/ruff check hybrid scenes render physics tools tests
 
-test: setup lint
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: setup

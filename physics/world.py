@@ -128,6 +128,11 @@ def _vec3(value, name: str) -> np.ndarray:
     return arr
 
 
+def _canonical(poses: np.ndarray) -> np.ndarray:  # [..., 7] with the quaternion's w made >= 0
+    poses[..., 3:] *= np.where(poses[..., 3:4] < 0, -1.0, 1.0)
+    return poses
+
+
 def _xyzw(q_wxyz) -> list[float]:
     return [float(q_wxyz[1]), float(q_wxyz[2]), float(q_wxyz[3]), float(q_wxyz[0])]
 
@@ -329,7 +334,7 @@ class PhysicsWorld:
         for i, b in enumerate(self._bodies.values()):
             (x, y, z), (qx, qy, qz, qw) = get(b.uid, physicsClientId=self._client)
             raw[i] = (x, y, z, qw, qx, qy, qz)
-        return pose_compose(raw, self._offsets_inv())
+        return _canonical(pose_compose(raw, self._offsets_inv()))
 
     def pose(self, name: str) -> np.ndarray:  # -> [7]
         return self._object_pose(self._body(name))
@@ -543,7 +548,7 @@ class PhysicsWorld:
 
     def _object_pose(self, b: _Body) -> np.ndarray:
         pos, orn = self._call(self._p.getBasePositionAndOrientation, b.uid)
-        return pose_compose(np.concatenate([pos, _wxyz(orn)]), b.offset_inv)
+        return _canonical(pose_compose(np.concatenate([pos, _wxyz(orn)]), b.offset_inv))
 
     def _wake(self, b: _Body) -> None:
         if not b.static:

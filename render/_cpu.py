@@ -181,32 +181,32 @@ class _Rasterize(torch.autograd.Function):
         out_ids = torch.empty((c, h, w), dtype=torch.int64)
         limit = meta.depth_limit
         limit_np = _np(limit) if limit is not None else np.zeros((1, 1, 1), depths.dtype)
-        m2d, con, fts, op = _np(means2d), _np(conics), _np(feats), _np(opac)
+        pk = np.empty((c, n, k.P_LEN), depths.dtype)
+        k.pack_splats(_np(means2d), _np(conics), _np(opac), depths, radii, pk)
         k.raster_fwd(
-            m2d, con, fts, op, radii, depths, offsets, ids, limit_np, limit is not None, w, h, n_tx, n_ty,
+            pk, _np(feats), offsets, ids, limit_np, limit is not None, w, h, n_tx, n_ty,
             out_feat.numpy(), out_t.numpy(), out_last.numpy(), out_ids.numpy(),
         )  # fmt: skip
-        ctx.save_for_backward(means2d, conics, feats, opac, out_t, out_last)
-        ctx.bins = (offsets, ids, gm_start, n_tx, n_ty)
+        ctx.save_for_backward(means2d, feats, out_t, out_last)
+        ctx.bins = (pk, offsets, ids, gm_start, n_tx, n_ty)
         ctx.meta = meta
         ctx.mark_non_differentiable(out_ids)
         return out_feat, out_t[..., None], out_ids
 
     @staticmethod
     def backward(ctx, v_feat, v_t, _v_ids):
-        means2d, conics, feats, opac, out_t, out_last = ctx.saved_tensors
-        offsets, ids, gm_start, n_tx, n_ty = ctx.bins
+        means2d, feats, out_t, out_last = ctx.saved_tensors
+        pk, offsets, ids, gm_start, n_tx, n_ty = ctx.bins
         meta = ctx.meta
         c, n, nf = feats.shape
         dt = means2d.dtype
-        grads = np.zeros((ids.shape[0], 8 + nf), _np(means2d).dtype)
+        grads = np.zeros((ids.shape[0], 8 + nf), pk.dtype)
         k = kernels()
         k.raster_bwd(
-            _np(means2d), _np(conics), _np(feats), _np(opac), meta.radii.numpy(), meta.rects.numpy(), gm_start,
-            offsets, ids, meta.width, meta.height, n_tx, n_ty, out_t.numpy(), out_last.numpy(), _np(v_feat),
-            _np(v_t[..., 0]), grads,
+            pk, _np(feats), meta.rects.numpy(), gm_start, offsets, ids, meta.width, meta.height, n_tx, n_ty,
+            out_t.numpy(), out_last.numpy(), _np(v_feat), _np(v_t[..., 0]), grads,
         )  # fmt: skip
-        per_splat = torch.zeros((c, n, 8 + nf), dtype=dt)
+        per_splat = torch.empty((c, n, 8 + nf), dtype=dt)
         k.reduce_grads(grads, gm_start, meta.rects.numpy(), per_splat.numpy())
         if meta.absgrad:
             means2d.absgrad = per_splat[..., 6:8]

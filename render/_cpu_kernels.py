@@ -557,24 +557,76 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
 
 
 # ----------------------------------------------------------------------------------------- compositing
+# Packed per-(camera, splat) record read by the compositing loops (one cache line per splat):
+# mean x, mean y, conic a, b, c, opacity, sigma bound of the span search, camera z, radius x, radius y.
+P_MX, P_MY, P_CA, P_CB, P_CC, P_OP, P_SMAX, P_Z, P_RX, P_RY = range(10)
+P_LEN = 10
+SPAN_MARGIN = 0.05  # sigma margin of the row-span search; far above float rounding, keeps it exact
+
+
+@njit(parallel=True, cache=True)
+def pack_splats(means2d, conics, opac, depths, radii, out):  # -> out [C, N, P_LEN]
+    n_cam, n = opac.shape
+    ft = means2d.dtype.type
+    athr, margin, zero = ft(1.0 / 255.0), ft(SPAN_MARGIN), ft(0.0)
+    for j in prange(n_cam * n):
+        c = j // n
+        g = j - c * n
+        out[c, g, P_MX] = means2d[c, g, 0]
+        out[c, g, P_MY] = means2d[c, g, 1]
+        out[c, g, P_CA] = conics[c, g, 0]
+        out[c, g, P_CB] = conics[c, g, 1]
+        out[c, g, P_CC] = conics[c, g, 2]
+        out[c, g, P_OP] = opac[c, g]
+        o = opac[c, g]
+        out[c, g, P_SMAX] = math.log(o / athr) + margin if o >= athr else zero
+        out[c, g, P_Z] = depths[c, g]
+        out[c, g, P_RX] = ft(radii[c, g, 0])
+        out[c, g, P_RY] = ft(radii[c, g, 1])
+
+
 @njit(cache=True)
-def _box(mx, my, rx, ry, x0, y0, x1, y1):  # conservative pixel range of a splat's box inside a tile
-    bx0 = max(x0, int(math.floor(mx - rx)))
-    bx1 = min(x1, int(math.floor(mx + rx)) + 1)
-    by0 = max(y0, int(math.floor(my - ry)))
-    by1 = min(y1, int(math.floor(my + ry)) + 1)
-    return bx0, bx1, by0, by1
+def _rows(pk, c, g, y0, y1):
+    """Rows of the tile [y0, y1) that can hold pixels with alpha >= 1/255 (inside the box and the ellipse)."""
+    my, ry = pk[c, g, P_MY], pk[c, g, P_RY]
+    ca, cb, cc, smax = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_SMAX]
+    det = ca * cc - cb * cb
+    r0 = max(y0, int(math.floor(my - ry)))
+    r1 = min(y1, int(math.floor(my + ry)) + 1)
+    if det > 0 and ca > 0:
+        hy = math.sqrt((smax + smax) * ca / det)  # |dy| bound of the ellipse sigma <= smax
+        r0 = max(r0, int(math.floor(my - hy)))
+        r1 = min(r1, int(math.floor(my + hy)) + 1)
+    return r0, r1, det
+
+
+@njit(cache=True)
+def _span(pk, c, g, dy, det, x0, x1):
+    """Columns [a, b) of the tile row at offset dy (= my - py - 0.5) inside the box and the ellipse."""
+    mx, rx = pk[c, g, P_MX], pk[c, g, P_RX]
+    ca, cb, smax = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_SMAX]
+    a = max(x0, int(math.floor(mx - rx)))
+    b = min(x1, int(math.floor(mx + rx)) + 1)
+    if det > 0 and ca > 0:
+        disc = (smax + smax) * ca - det * dy * dy
+        if disc < 0:
+            return 0, 0
+        hw = math.sqrt(disc) / ca  # dx in [mid - hw, mid + hw]; pixel centre px + 0.5 = mx - dx
+        mid = mx + cb * dy / ca
+        a = max(a, int(math.floor(mid - hw)))
+        b = min(b, int(math.floor(mid + hw)) + 1)
+    return a, b
 
 
 @njit(parallel=True, cache=True)
 def raster_fwd(
-    means2d, conics, feats, opac, radii, depths, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
+    pk, feats, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
     out_feat, out_t, out_last, out_ids,  # [C,H,W,F] [C,H,W] [C,H,W]i32 [C,H,W]i64
 ):  # fmt: skip
-    n_cam = means2d.shape[0]
+    n_cam = pk.shape[0]
     nf = feats.shape[2]
     n_tiles = n_tx * n_ty
-    dt = means2d.dtype
+    dt = pk.dtype
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
@@ -596,15 +648,14 @@ def raster_fwd(
         n_done = 0
         for k in range(offsets[job], offsets[job + 1]):
             g = ids[k]
-            mx, my = means2d[c, g, 0], means2d[c, g, 1]
-            ca, cb, cc = conics[c, g, 0], conics[c, g, 1], conics[c, g, 2]
-            op = opac[c, g]
-            zg = depths[c, g]
-            bx0, bx1, by0, by1 = _box(mx, my, ft(radii[c, g, 0]), ft(radii[c, g, 1]), x0, y0, x1, y1)
-            for py in range(by0, by1):
+            mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
+            ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
+            r0, r1, det = _rows(pk, c, g, y0, y1)
+            for py in range(r0, r1):
                 dy = my - (ft(py) + half)
+                a, b = _span(pk, c, g, dy, det, x0, x1)
                 row = (py - y0) * tw - x0
-                for px in range(bx0, bx1):
+                for px in range(a, b):
                     p = row + px
                     if done[p]:
                         continue
@@ -647,14 +698,14 @@ def raster_fwd(
 
 @njit(parallel=True, cache=True)
 def raster_bwd(
-    means2d, conics, feats, opac, radii, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
+    pk, feats, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
     out_t, out_last, v_feat, v_t,  # forward outputs [C,H,W] [C,H,W] and their gradients [C,H,W,F] [C,H,W]
     grads,  # out: [n_isect, 8 + F] per intersection: mean2d (2), conic (3), opacity (1), |mean2d| (2), feats (F)
 ):  # fmt: skip
-    n_cam = means2d.shape[0]
+    n_cam = pk.shape[0]
     nf = feats.shape[2]
     n_tiles = n_tx * n_ty
-    dt = means2d.dtype
+    dt = pk.dtype
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
@@ -690,16 +741,16 @@ def raster_bwd(
                     vpix[p, f] = v_feat[c, py, px, f]
         for k in range(k_max, start - 1, -1):
             g = ids[k]
-            mx, my = means2d[c, g, 0], means2d[c, g, 1]
-            ca, cb, cc = conics[c, g, 0], conics[c, g, 1], conics[c, g, 2]
-            op = opac[c, g]
-            bx0, bx1, by0, by1 = _box(mx, my, ft(radii[c, g, 0]), ft(radii[c, g, 1]), x0, y0, x1, y1)
+            mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
+            ca, cb, cc, op = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP]
             vmx, vmy, va, vb, vc, vop, amx, amy = zero, zero, zero, zero, zero, zero, zero, zero
             vf[:] = zero
-            for py in range(by0, by1):
+            r0, r1, det = _rows(pk, c, g, y0, y1)
+            for py in range(r0, r1):
                 dy = my - (ft(py) + half)
+                a, b = _span(pk, c, g, dy, det, x0, x1)
                 row = (py - y0) * tw - x0
-                for px in range(bx0, bx1):
+                for px in range(a, b):
                     p = row + px
                     if last[p] < k:
                         continue
@@ -750,13 +801,16 @@ def raster_bwd(
 def reduce_grads(grads, gm_start, rects, out):  # per-intersection [n_isect, G] -> per (camera, splat) [C,N,G]
     n_cam, n = gm_start.shape
     ng = grads.shape[1]
+    zero = grads.dtype.type(0.0)
     for j in prange(n_cam * n):
         c = j // n
         g = j - c * n
-        cnt = (rects[c, g, 2] - rects[c, g, 0]) * (rects[c, g, 3] - rects[c, g, 1])
+        for q in range(ng):
+            out[c, g, q] = zero
         if rects[c, g, 2] <= rects[c, g, 0] or rects[c, g, 3] <= rects[c, g, 1]:
             continue
         s = gm_start[c, g]
+        cnt = (rects[c, g, 2] - rects[c, g, 0]) * (rects[c, g, 3] - rects[c, g, 1])
         for i in range(s, s + cnt):
             for q in range(ng):
                 out[c, g, q] += grads[i, q]

@@ -10,10 +10,17 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("convert")
     def convert(
-        src: Path = typer.Argument(..., metavar="IN", help="Input splat file (.ply, .compressed.ply, .splat, .spz, .ksplat)."),
-        dst: Path = typer.Argument(..., metavar="OUT", help="Output file; its extension picks the format unless --format."),
+        src: Path = typer.Argument(
+            ..., metavar="IN", help="Input splat file (.ply, .compressed.ply, .splat, .spz, .ksplat)."
+        ),
+        dst: Path = typer.Argument(
+            ..., metavar="OUT", help="Output file; its extension picks the format unless --format."
+        ),
         format: str | None = typer.Option(
-            None, "--format", "-f", help="Output format: ply, compressed_ply, splat, spz (default: from OUT's extension)."
+            None,
+            "--format",
+            "-f",
+            help="Output format: ply, compressed_ply, splat, spz (default: from OUT's extension).",
         ),
         in_format: str | None = typer.Option(
             None, "--in-format", help="Input format when its bytes and extension do not tell (default: detected)."
@@ -32,17 +39,17 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from scenes.errors import FormatError
-        from scenes.formats import _OPTIONS, convert_splats, format_from_name, _from_extension
+        from scenes.formats import convert_splats, output_format
 
         if dst.exists() and not overwrite:
             raise FormatError(f"{dst} exists; pass --overwrite to replace it")
         if src.resolve() == dst.resolve():
             raise FormatError(f"{src}: input and output are the same file")
-        out_fmt = format_from_name(format) if format else _from_extension(dst)
+        out_fmt = output_format(dst, format)
         options: dict = {}
         if out_fmt == "spz":
             options["version"] = spz_version
-        if out_fmt == "compressed_ply" and "morton" in _OPTIONS["compressed_ply"]:
+        if out_fmt == "compressed_ply":
             options["morton"] = not keep_order
         report = convert_splats(src, dst, in_format=in_format, format=format, drop_invalid=drop_invalid, **options)
         console = Console()
@@ -54,9 +61,16 @@ def register(app: typer.Typer) -> None:
         lo, hi = report.bounds_min, report.bounds_max
         table.add_row("bounds min", "  ".join(f"{v:.4g}" for v in lo))
         table.add_row("bounds max", "  ".join(f"{v:.4g}" for v in hi))
-        table.add_row("size", f"{report.bytes_in / 1e6:.2f} MB -> {report.bytes_out / 1e6:.2f} MB")
+        table.add_row("size", f"{_size(report.bytes_in)} -> {_size(report.bytes_out)}")
         for note in report.read_notes:
             table.add_row("read", note)
         for item in report.lost or ("nothing",):
             table.add_row("[yellow]lost[/yellow]", item)
         console.print(table)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"

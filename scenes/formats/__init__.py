@@ -38,6 +38,7 @@ __all__ = [
     "decode_splats",
     "detect_format",
     "format_from_name",
+    "output_format",
     "read_splats",
     "write_splats",
 ]
@@ -74,6 +75,19 @@ def format_from_name(name: str) -> str:
     if key not in _DECODERS:
         raise FormatError(f"format {name!r} is not known; choose one of {', '.join(FORMATS)}")
     return key
+
+
+def output_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The writable format for ``path``: ``format`` if given, else from the extension; raises for read-only or
+    unknown ones."""
+    path = Path(path)
+    fmt = format_from_name(format) if format else _from_extension(path)
+    if fmt is None:
+        raise FormatError(f"{path}: cannot tell the format from the extension {path.suffix!r}; pass format= one of "
+                          f"{', '.join(WRITABLE)}")  # fmt: skip
+    if fmt not in _WRITERS:
+        raise FormatError(f"{path}: {fmt} is read-only; write one of {', '.join(WRITABLE)}")
+    return fmt
 
 
 def _from_extension(path: Path) -> str | None:
@@ -128,27 +142,21 @@ def read_splats(path: str | os.PathLike, format: str | None = None, *, drop_inva
     return _read(path, format, drop_invalid).splats
 
 
-def write_splats(
-    splats: Splats, path: str | os.PathLike, format: str | None = None, **options
-) -> tuple[str, ...]:
+def write_splats(splats: Splats, path: str | os.PathLike, format: str | None = None, **options) -> tuple[str, ...]:
     """Write ``splats`` in ``format`` (default: from the extension; ``.compressed.ply`` is the PlayCanvas layout).
 
-    ``options`` go to the writer: SPZ takes ``version`` (2, 3, 4), ``sh1_bits``, ``sh_rest_bits``,
+    ``options`` go to the writer: SPZ takes ``version`` (2, 3, 4; default 4), ``sh1_bits``, ``sh_rest_bits``,
     ``fractional_bits``, ``level``; compressed PLY takes ``morton``. Returns a description of what the format could
     not keep (empty for PLY).
     """
     if not isinstance(splats, Splats):
         raise FormatError(f"write_splats: expected a Splats, got {type(splats).__name__}")
-    path = Path(path)
-    fmt = format_from_name(format) if format else _from_extension(path)
-    if fmt is None:
-        raise FormatError(f"{path}: cannot tell the format from the extension {path.suffix!r}; pass format= one of "
-                          f"{', '.join(WRITABLE)}")  # fmt: skip
-    if fmt not in _WRITERS:
-        raise FormatError(f"{path}: {fmt} is read-only; write one of {', '.join(WRITABLE)}")
+    fmt = output_format(path, format)
     unknown = sorted(set(options) - _OPTIONS[fmt])
     if unknown:
-        raise FormatError(f"{path}: the {fmt} writer does not take {unknown}; it takes {sorted(_OPTIONS[fmt]) or 'none'}")
+        raise FormatError(
+            f"{path}: the {fmt} writer does not take {unknown}; it takes {sorted(_OPTIONS[fmt]) or 'none'}"
+        )
     return tuple(_WRITERS[fmt](splats, path, **options))
 
 
@@ -180,13 +188,13 @@ def convert_splats(
     **options,
 ) -> ConversionReport:
     """Read ``src`` and write ``dst`` (formats as :func:`read_splats` / :func:`write_splats`)."""
+    fmt = output_format(dst, format)
     decoded = _read(src, in_format, drop_invalid)
     s = decoded.splats
-    lost = write_splats(s, dst, format, **options)
+    lost = write_splats(s, dst, fmt, **options)
     lo, hi = s.bounds()
-    fmt = format_from_name(format) if format else _from_extension(Path(dst))
     return ConversionReport(
-        str(src), str(dst), decoded.format, fmt or "?", len(s), s.sh_degree,
+        str(src), str(dst), decoded.format, fmt, len(s), s.sh_degree,
         tuple(float(v) for v in lo), tuple(float(v) for v in hi), decoded.notes, lost,
         os.path.getsize(src), os.path.getsize(dst),
     )  # fmt: skip

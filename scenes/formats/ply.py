@@ -74,8 +74,10 @@ def parse_header(data: bytes | memoryview, source: str) -> PlyHeader:
         raise FormatError(f"{source}: not a PLY file (it does not start with 'ply'; first bytes {head[:8]!r})")
     end = head.find(b"end_header")
     if end < 0:
-        raise FormatError(f"{source}: no 'end_header' in the first {min(len(head), MAX_HEADER_BYTES)} bytes "
-                          "(truncated file or not a PLY)")
+        raise FormatError(
+            f"{source}: no 'end_header' in the first {min(len(head), MAX_HEADER_BYTES)} bytes "
+            "(truncated file or not a PLY)"
+        )
     nl = head.find(b"\n", end)
     if nl < 0:
         raise FormatError(f"{source}: truncated PLY header (no newline after 'end_header')")
@@ -95,8 +97,10 @@ def parse_header(data: bytes | memoryview, source: str) -> PlyHeader:
             comments.append(raw.strip()[len(key) + 1 :])
         elif key == "format":
             if len(words) != 3 or words[1] not in _ENCODINGS:
-                raise FormatError(f"{source}: line {lineno}: unsupported PLY format {raw.strip()!r} "
-                                  f"(expected one of {', '.join(_ENCODINGS)})")
+                raise FormatError(
+                    f"{source}: line {lineno}: unsupported PLY format {raw.strip()!r} "
+                    f"(expected one of {', '.join(_ENCODINGS)})"
+                )
             encoding = words[1]
         elif key == "element":
             if len(words) != 3 or not words[2].isdigit():
@@ -113,11 +117,14 @@ def parse_header(data: bytes | memoryview, source: str) -> PlyHeader:
             elif len(words) == 3 and words[1] in _TYPES:
                 name, typ = words[2], _TYPES[words[1]]
             else:
-                raise FormatError(f"{source}: line {lineno}: malformed property line {raw.strip()!r} "
-                                  f"(types: {', '.join(sorted(set(_TYPES)))})")
+                raise FormatError(
+                    f"{source}: line {lineno}: malformed property line {raw.strip()!r} "
+                    f"(types: {', '.join(sorted(set(_TYPES)))})"
+                )
             if any(n == name for n, _ in props):
-                raise FormatError(f"{source}: line {lineno}: duplicate property {name!r} in element "
-                                  f"{elements[-1][0]!r}")
+                raise FormatError(
+                    f"{source}: line {lineno}: duplicate property {name!r} in element {elements[-1][0]!r}"
+                )
             props.append((name, typ))
         else:
             raise FormatError(f"{source}: line {lineno}: unexpected PLY header line {raw.strip()!r}")
@@ -144,8 +151,10 @@ def element_arrays(data: bytes | memoryview, header: PlyHeader, names: tuple[str
     for el in header.elements:
         if el.name in names:
             if el.has_list:
-                raise FormatError(f"{source}: PLY element {el.name!r} has list properties, which splat files do "
-                                  "not use; it cannot be read")
+                raise FormatError(
+                    f"{source}: PLY element {el.name!r} has list properties, which splat files do "
+                    "not use; it cannot be read"
+                )
             dtype = header.dtype(el)
             end = offset + el.count * dtype.itemsize
             if end > len(data):
@@ -159,8 +168,10 @@ def element_arrays(data: bytes | memoryview, header: PlyHeader, names: tuple[str
             break
         if el.has_list:
             missing = [n for n in names if n not in out]
-            raise FormatError(f"{source}: PLY element(s) {missing} follow an element with list properties "
-                              f"({el.name!r}); this reader cannot locate them")
+            raise FormatError(
+                f"{source}: PLY element(s) {missing} follow an element with list properties "
+                f"({el.name!r}); this reader cannot locate them"
+            )
         offset += el.count * header.dtype(el).itemsize
     return out
 
@@ -172,19 +183,25 @@ def _ascii_arrays(data, header: PlyHeader, names: tuple[str, ...], source: str) 
     line = 0
     for el in header.elements:
         if el.count > len(lines) - line:
-            raise FormatError(f"{source}: truncated ascii PLY: element {el.name!r} declares {el.count} rows but "
-                              f"only {max(len(lines) - line, 0)} lines remain")
+            raise FormatError(
+                f"{source}: truncated ascii PLY: element {el.name!r} declares {el.count} rows but "
+                f"only {max(len(lines) - line, 0)} lines remain"
+            )
         if el.name in names:
             if el.has_list:
                 raise FormatError(f"{source}: PLY element {el.name!r} has list properties; it cannot be read")
             tokens = b" ".join(lines[line : line + el.count]).split()
             width = len(el.properties)
             if len(tokens) != el.count * width:
-                raise FormatError(f"{source}: ascii PLY element {el.name!r}: expected {el.count} rows of {width} "
-                                  f"values ({el.count * width} values), found {len(tokens)}")
+                raise FormatError(
+                    f"{source}: ascii PLY element {el.name!r}: expected {el.count} rows of {width} "
+                    f"values ({el.count * width} values), found {len(tokens)}"
+                )
             try:
-                values = np.array(tokens, dtype=np.float64).reshape(el.count, width) if tokens else np.zeros(
-                    (el.count, width)
+                values = (
+                    np.array(tokens, dtype=np.float64).reshape(el.count, width)
+                    if tokens
+                    else np.zeros((el.count, width))
                 )
             except ValueError as exc:
                 raise FormatError(f"{source}: ascii PLY element {el.name!r} holds a non-number ({exc})") from exc
@@ -398,7 +415,12 @@ def write(splats: Splats, path: str | os.PathLike) -> tuple[str, ...]:
         raise FormatError(f"{path}: {exc}") from exc
     p = len(names)
     dtype = np.dtype([(nm, "<f4") for nm in names] + [(nm, "<" + v.dtype.str[1:]) for nm, v in extra.items()])
-    lines = ["ply", "format binary_little_endian 1.0", "comment Generated by hybrid-scene-runtime", f"element vertex {n}"]
+    lines = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment Generated by hybrid-scene-runtime",
+        f"element vertex {n}",
+    ]
     lines += [f"property {_PLY_NAME[dtype[nm].str[1:]]} {nm}" for nm in dtype.names]
     lines.append("end_header\n")
     with open(path, "wb") as f:

@@ -136,8 +136,10 @@ def _decode_v4(data, source: str, drop_invalid: bool) -> Decoded:
     sizes = _check_header(source, version, n, degree, len(data), MAX_RATIO)
     nonempty = [i for i, s in enumerate(sizes) if s > 0]
     if num_streams != len(nonempty):
-        raise FormatError(f"{source}: SPZ v4 header lists {num_streams} streams; {n} splats of SH degree {degree} "
-                          f"need {len(nonempty)}")
+        raise FormatError(
+            f"{source}: SPZ v4 header lists {num_streams} streams; {n} splats of SH degree {degree} "
+            f"need {len(nonempty)}"
+        )
     if toc < 32:
         raise FormatError(f"{source}: SPZ v4 table of contents offset {toc} lies inside the 32-byte header")
     start = toc + 16 * num_streams
@@ -159,7 +161,9 @@ def _decode_v4(data, source: str, drop_invalid: bool) -> Decoded:
         except zstd.ZstdError as exc:
             raise FormatError(f"{source}: corrupt ZSTD stream {_STREAMS[i]} in SPZ v4 ({exc})") from exc
         if len(raw) != usize:
-            raise FormatError(f"{source}: SPZ v4 stream {_STREAMS[i]} decompressed to {len(raw)} bytes, expected {usize}")
+            raise FormatError(
+                f"{source}: SPZ v4 stream {_STREAMS[i]} decompressed to {len(raw)} bytes, expected {usize}"
+            )
         streams[i] = np.frombuffer(raw, np.uint8)
     notes = ["SPZ v4 (zstd)"]
     if flags & FLAG_EXTENSIONS:
@@ -168,9 +172,9 @@ def _decode_v4(data, source: str, drop_invalid: bool) -> Decoded:
 
 
 _SCALE_LUT = (np.arange(256, dtype=np.float32) / np.float32(16.0) - np.float32(10.0)).astype(np.float32)
-_COLOR_LUT = ((np.arange(256, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(COLOR_SCALE)).astype(
-    np.float32
-)
+_COLOR_LUT = (
+    (np.arange(256, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(COLOR_SCALE)
+).astype(np.float32)
 
 
 def _unpack(streams, version, n, degree, fb, flags, source, drop_invalid, notes) -> Decoded:

@@ -112,7 +112,9 @@ def main() -> None:
         console.print(f"{k}: {v:.2f} (target >= 0.70) {'[green]ok' if v >= 0.7 else '[red]MISSED'}")
     for k in ("SPZ v4 read", "SPZ v4 write"):
         scaled = med[k] * 1_000_000 / args.splats
-        console.print(f"{k} per 1M splats: {scaled:.2f} s (target < 1.5 s) {'[green]ok' if scaled < 1.5 else '[red]MISSED'}")
+        console.print(
+            f"{k} per 1M splats: {scaled:.2f} s (target < 1.5 s) {'[green]ok' if scaled < 1.5 else '[red]MISSED'}"
+        )
 
 
 if __name__ == "__main__":
