@@ -137,7 +137,9 @@ def simulate(
         for _ in run():
             pass
     poses_path = out / POSES_NAME
-    poses_path.write_text('{"frames": [\n' + ",\n".join(json.dumps(f) for f in frames_json) + "\n]}\n")  # a frame a line
+    poses_path.write_text(
+        '{"frames": [\n' + ",\n".join(json.dumps(f) for f in frames_json) + "\n]}\n"
+    )  # a frame a line
     (out / "events.log.json").write_text(json.dumps([
         {"time": a.time, "scheduled": a.event.time, "type": a.event.type, "object": a.object, "index": a.event.index}
         for a in world.applied], indent=1))  # fmt: skip

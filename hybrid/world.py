@@ -22,7 +22,7 @@ import numpy as np
 from physics.events import Event, EventQueue, check_event_objects
 from physics.transforms import SplatRig, quat_multiply, quat_to_matrix
 from physics.world import PhysicsWorld, WorldConfig
-from scenes.errors import ShapeError
+from scenes.errors import HybridError, ShapeError
 from scenes.scene import Camera, Scene
 from scenes.splats import Splats, rgb_to_sh0
 
@@ -77,7 +77,10 @@ class World:
         while self._events.next_time() <= time + 1e-9:
             self.physics.step_to(self._events.next_time())
             for event in self._events.due(self._events.next_time()):
-                obj = event.apply(self.physics)
+                try:
+                    obj = event.apply(self.physics)
+                except HybridError as exc:  # say which event failed, keep the type
+                    raise type(exc)(f"event {event.index} ({event.describe()}): {exc}") from exc
                 applied = AppliedEvent(self.time, event, obj)
                 log.info("t=%.4f s: %s -> %s", self.time, event.describe(), obj)
                 ran.append(applied)

@@ -57,7 +57,9 @@ def convex_collider(points: np.ndarray, *, what: str = "points") -> ColliderMesh
     try:
         hull = trimesh.convex.convex_hull(pts)
     except Exception as exc:  # noqa: BLE001 - qhull raises its own error type for flat input
-        raise PhysicsError(f"{what}: the points are flat or degenerate (extent {extent.round(4).tolist()} m): {exc}") from exc
+        raise PhysicsError(
+            f"{what}: the points are flat or degenerate (extent {extent.round(4).tolist()} m): {exc}"
+        ) from exc
     if hull.volume <= 1e-12:
         raise PhysicsError(f"{what}: the convex hull has no volume (extent {extent.round(4).tolist()} m); it is flat")
     return ColliderMesh(hull.vertices, hull.faces, kind="convex")

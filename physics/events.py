@@ -31,13 +31,24 @@ __all__ = ["Event", "EVENT_TYPES", "parse_events", "load_events", "check_event_o
 # field -> (kind, required)
 _SPECS: dict[str, dict[str, tuple[str, bool]]] = {
     "push": {"point": ("vec3", True), "impulse": ("vec3", True)},
-    "apply_force": {"object": ("name", True), "force": ("vec3", True), "point": ("vec3", False),
-                    "duration": ("positive", False)},  # fmt: skip
+    "apply_force": {
+        "object": ("name", True),
+        "force": ("vec3", True),
+        "point": ("vec3", False),
+        "duration": ("positive", False),
+    },  # fmt: skip
     "set_velocity": {"object": ("name", True), "linear": ("vec3", False), "angular": ("vec3", False)},
     "drop": {"object": ("name", True), "height": ("nonneg", True)},
-    "spawn": {"mesh": ("path", True), "position": ("vec3", True), "quaternion": ("quat", False),
-              "mass": ("positive", True), "name": ("name", False), "friction": ("nonneg", False),
-              "restitution": ("nonneg", False), "concave": ("bool", False)},  # fmt: skip
+    "spawn": {
+        "mesh": ("path", True),
+        "position": ("vec3", True),
+        "quaternion": ("quat", False),
+        "mass": ("positive", True),
+        "name": ("name", False),
+        "friction": ("nonneg", False),
+        "restitution": ("nonneg", False),
+        "concave": ("bool", False),
+    },  # fmt: skip
     "remove": {"object": ("name", True)},
     "set_gravity": {"gravity": ("vec3", True)},
 }
@@ -144,7 +155,9 @@ def parse_events(data: Any, *, source: str = "events", base: Path | None = None)
     if isinstance(data, dict) and "events" in data:
         data = data["events"]
     if not isinstance(data, list):
-        raise FormatError(f"{source}: expected a JSON list of events (or {{\"events\": [...]}}), got {type(data).__name__}")
+        raise FormatError(
+            f'{source}: expected a JSON list of events (or {{"events": [...]}}), got {type(data).__name__}'
+        )
     events = []
     for i, item in enumerate(data):
         where = f"{source}: event {i}"
@@ -193,19 +206,24 @@ def load_events(path: str | Path) -> tuple[Event, ...]:
 
 def check_event_objects(events: tuple[Event, ...], names: list[str] | tuple[str, ...]) -> None:
     """Check that every named object exists when its event runs (spawns add names, removals take them away)."""
-    alive = list(names)
+    from physics.world import default_asset_name
+
+    alive, removed = list(names), []
     for e in events:
         if e.type == "spawn" and e.args.get("name") is not None:
             if e.args["name"] in alive:
                 raise FormatError(f"event {e.index} (spawn): an object named {e.args['name']!r} already exists")
             alive.append(e.args["name"])
         elif e.type == "spawn":
-            alive.append(Path(e.args["mesh"]).stem)  # the default name (made unique by the world)
+            alive.append(default_asset_name(e.args["mesh"], alive + removed))  # as the world will name it
         obj = e.object
         if obj is not None and obj not in alive:
-            raise FormatError(f"event {e.index} ({e.type}) at t={e.time:g} s: unknown object {obj!r}; objects then: {alive}")
+            raise FormatError(
+                f"event {e.index} ({e.type}) at t={e.time:g} s: unknown object {obj!r}; objects then: {alive}"
+            )
         if e.type == "remove":
             alive.remove(obj)
+            removed.append(obj)
 
 
 class EventQueue:
@@ -231,4 +249,3 @@ class EventQueue:
 
     def __len__(self) -> int:
         return len(self._events) - self._next
-

@@ -27,11 +27,11 @@ import numpy as np
 
 from physics.colliders import convex_collider, mass_properties
 from scenes.errors import PhysicsError, SceneError, ShapeError
-from scenes.scene import Ground, Scene, SceneObject
+from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
-           "build_object", "merge_objects", "rename_object"]  # fmt: skip
+           "build_object", "merge_objects", "rename_object", "static_mesh"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ class SegmentConfig:
     gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # world gravity; the ground faces against it
     max_tilt_deg: float = 30.0  # the ground normal may lean at most this far from "up"
     min_opacity: float = 0.3  # fainter splats are ignored (haze, floaters)
-    ground_threshold: float | None = None  # m from the plane counted as ground (None: 4 sigma of the ground's thickness, <= 0.5% of the scene)
+    ground_threshold: float | None = (
+        None  # m from the plane counted as ground (None: 4 sigma of the ground's thickness, <= 0.5% of the scene)
+    )
     ground_iterations: int = 300  # RANSAC hypotheses
     min_height: float | None = None  # m above the ground for an object splat (None: 2 * ground_threshold)
     eps: float | None = None  # clustering radius, m (None: 2.5 x the median distance to the 8th neighbour)
@@ -229,53 +231,63 @@ def find_objects(
     seeds: np.ndarray | None = None,  # [S, 3] world points, one per wanted object
 ) -> list[ObjectCandidate]:
     """Cluster the confident splats above the ground into objects (see the module docstring)."""
-    cfg = config or SegmentConfig()
+    return _find(means, weights, ground, config or SegmentConfig(), seeds)[0]
+
+
+def _find(
+    means: np.ndarray, weights: np.ndarray, ground: GroundFit, cfg: SegmentConfig, seeds: np.ndarray | None
+) -> tuple[list[ObjectCandidate], np.ndarray]:
+    """``(objects, background splat indices)``: the background is the clusters too wide to be objects.
+
+    With seeds only the seeded clusters are kept, and there is no background.
+    """
     means = np.asarray(means, np.float64)
     weights = np.asarray(weights, np.float64).reshape(-1)
     rng = np.random.default_rng(cfg.seed)
     height = ground.height(means)
     min_h = cfg.min_height or 2 * ground.threshold
     cand = np.nonzero((weights >= cfg.min_opacity) & (height > min_h) & np.isfinite(height))[0]
+    none = np.zeros(0, np.int64)
     if cand.size < cfg.min_samples:
         if seeds is not None and len(seeds):
             raise SceneError(f"no confident splats stand above the ground (found {cand.size}); the seeds match nothing")
-        return []
+        return [], none
     pts = means[cand]
     eps = cfg.eps or _auto_eps(pts, rng)
     labels = _dbscan(pts, eps, cfg.min_samples)
     gap = cfg.support_gap or 3 * eps
     scene_size = _extent(means[weights >= cfg.min_opacity]) if (weights >= cfg.min_opacity).any() else _extent(means)
     up = ground.normal
-
-    if seeds is not None and len(seeds):
+    background: list[int] = []
+    seeded = seeds is not None and len(seeds) > 0
+    if seeded:
         labels = _apply_seeds(pts, labels, np.asarray(seeds, np.float64).reshape(-1, 3), eps)
-        keep_labels = [lab for lab in np.unique(labels) if lab >= 0]
-        checks = False
-    else:
-        keep_labels = [lab for lab in np.unique(labels) if lab >= 0]
-        checks = True
-
     clusters = {}
-    for lab in keep_labels:
+    for lab in np.unique(labels):
+        if lab < 0:
+            continue
         m = labels == lab
-        p = pts[m]
-        if checks:
-            if m.sum() < cfg.min_splats:
-                continue
+        if not seeded:
+            p = pts[m]
             ext = p.max(0) - p.min(0)
-            if ext.max() < cfg.min_size:
+            if m.sum() < cfg.min_splats or ext.max() < cfg.min_size:
                 continue
             horiz = ext - (ext @ up) * up
             if np.linalg.norm(horiz) > cfg.max_size_fraction * scene_size:
                 log.info("cluster of %d splats spans %.2f m: static background, not an object", m.sum(), ext.max())
+                background.append(int(lab))
                 continue
-        clusters[lab] = m
-    # support: on the ground, or close to a supported cluster (stacks); the rest are floaters
+        clusters[int(lab)] = m
+    # support: on the ground, on the background, or close to a supported cluster (stacks); the rest float
     from scipy.spatial import cKDTree
 
     bottoms = {lab: float(height[cand[m]].min()) for lab, m in clusters.items()}
     supported = {lab for lab, b in bottoms.items() if b <= min_h + gap}
     trees = {lab: cKDTree(pts[m]) for lab, m in clusters.items()}
+    bg_mask = np.isin(labels, background) if background else np.zeros(len(pts), bool)
+    if bg_mask.any():
+        trees[-2] = cKDTree(pts[bg_mask])
+        supported.add(-2)
     grew = True
     while grew:
         grew = False
@@ -287,14 +299,49 @@ def find_objects(
                     break
     out = []
     for lab, m in clusters.items():
-        if checks and lab not in supported:
+        if not seeded and lab not in supported:
             log.info("cluster of %d splats floats %.3f m above the ground: not an object", m.sum(), bottoms[lab])
             continue
         idx = cand[m]
         w = weights[idx]
         out.append(ObjectCandidate(idx, (w @ means[idx]) / w.sum(), bottoms[lab], lab in supported))
     out.sort(key=lambda o: tuple(np.round(o.centroid, 6)))
-    return out
+    return out, cand[bg_mask]
+
+
+def static_mesh(
+    points: np.ndarray,  # [N, 3] splat centres of static structure (walls, furniture too big to move)
+    *,
+    voxel: float,  # m, edge of the voxels
+    max_voxels: int = 20_000,  # the voxel size grows until the structure fits in this many
+) -> ColliderMesh | None:
+    """A blocky, watertight triangle mesh of the voxels the points occupy (only faces between full and empty)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    if len(pts) == 0:
+        return None
+    while True:
+        keys = np.unique(np.floor(pts / voxel).astype(np.int64), axis=0)
+        if len(keys) <= max_voxels:
+            break
+        voxel *= 1.5
+    lookup = {tuple(k) for k in keys.tolist()}
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
+    # each face: direction and its 4 corners (indices into ``corners``) counter-clockwise seen from outside
+    faces_def = {
+        (-1, 0, 0): (0, 1, 3, 2), (1, 0, 0): (4, 6, 7, 5), (0, -1, 0): (0, 4, 5, 1),
+        (0, 1, 0): (2, 3, 7, 6), (0, 0, -1): (0, 2, 6, 4), (0, 0, 1): (1, 5, 7, 3),
+    }  # fmt: skip
+    quads = []
+    for d, quad in faces_def.items():
+        nb = keys + np.asarray(d)
+        open_side = np.array([tuple(k) not in lookup for k in nb.tolist()], bool)
+        if open_side.any():
+            quads.append(keys[open_side][:, None, :] + corners[list(quad)][None])
+    quads = np.concatenate(quads)  # [Q, 4, 3] integer corners
+    verts, inverse = np.unique(quads.reshape(-1, 3), axis=0, return_inverse=True)
+    q = inverse.reshape(-1, 4)
+    tris = np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]])
+    return ColliderMesh(verts * voxel, tris, kind="mesh")
 
 
 def _apply_seeds(pts: np.ndarray, labels: np.ndarray, seeds: np.ndarray, eps: float) -> np.ndarray:
@@ -369,7 +416,7 @@ def segment_scene(
         raise SceneError(f"segment_scene: the scene has only {len(splats)} splats")
     weights = splats.opacities.astype(np.float64)
     fit = fit_ground(splats.means, weights, cfg)
-    found = find_objects(splats.means, weights, fit, cfg, seeds)
+    found, background = _find(splats.means, weights, fit, cfg, seeds)
     if names is not None and len(names) != len(found):
         raise SceneError(f"segment_scene: {len(names)} names given for {len(found)} objects found")
     objects = []
@@ -379,7 +426,11 @@ def segment_scene(
             objects.append(build_object(name, splats, cand.indices, fit, cfg))
         except PhysicsError as exc:
             log.warning("skipping a cluster of %d splats: %s", cand.indices.size, exc)
-    ground = Ground(tuple(fit.normal), fit.offset)
+    mesh = None
+    if background.size:  # static structure beside the ground plane: a voxel mesh at a few cm
+        bg = splats.means[background].astype(np.float64)
+        mesh = static_mesh(bg, voxel=max(0.01 * _extent(bg), 0.02))
+    ground = Ground(tuple(fit.normal), fit.offset, mesh=mesh)
     meta = dict(scene.metadata)
     meta["segmentation"] = {
         "ground": {"normal": fit.normal.tolist(), "offset": fit.offset, "tilt_deg": fit.tilt_deg,
@@ -391,7 +442,9 @@ def segment_scene(
     return scene.with_(objects=tuple(objects), ground=ground, metadata=meta)
 
 
-def merge_objects(scene: Scene, names: list[str], new_name: str | None = None, config: SegmentConfig | None = None) -> Scene:
+def merge_objects(
+    scene: Scene, names: list[str], new_name: str | None = None, config: SegmentConfig | None = None
+) -> Scene:
     """Merge objects into one (new collider and mass from the union of their splats)."""
     if len(names) < 2:
         raise SceneError(f"merge_objects: give at least two object names, got {names}")

@@ -118,13 +118,21 @@ def matrix_to_quat(R: np.ndarray) -> np.ndarray:  # [..., 3, 3] rotation -> [...
     k = np.argmax(cand, -1)
     q = np.empty((len(m), 4))
     s = np.sqrt(np.maximum(1.0 + tr, 1e-300)) * 2  # k == 0
-    q0 = np.stack([0.25 * s, (m[:, 2, 1] - m[:, 1, 2]) / s, (m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 1, 0] - m[:, 0, 1]) / s], -1)
+    q0 = np.stack(
+        [0.25 * s, (m[:, 2, 1] - m[:, 1, 2]) / s, (m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 1, 0] - m[:, 0, 1]) / s], -1
+    )
     s = np.sqrt(np.maximum(1.0 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], 1e-300)) * 2
-    q1 = np.stack([(m[:, 2, 1] - m[:, 1, 2]) / s, 0.25 * s, (m[:, 0, 1] + m[:, 1, 0]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s], -1)
+    q1 = np.stack(
+        [(m[:, 2, 1] - m[:, 1, 2]) / s, 0.25 * s, (m[:, 0, 1] + m[:, 1, 0]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s], -1
+    )
     s = np.sqrt(np.maximum(1.0 + m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2], 1e-300)) * 2
-    q2 = np.stack([(m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 0, 1] + m[:, 1, 0]) / s, 0.25 * s, (m[:, 1, 2] + m[:, 2, 1]) / s], -1)
+    q2 = np.stack(
+        [(m[:, 0, 2] - m[:, 2, 0]) / s, (m[:, 0, 1] + m[:, 1, 0]) / s, 0.25 * s, (m[:, 1, 2] + m[:, 2, 1]) / s], -1
+    )
     s = np.sqrt(np.maximum(1.0 + m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1], 1e-300)) * 2
-    q3 = np.stack([(m[:, 1, 0] - m[:, 0, 1]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s, (m[:, 1, 2] + m[:, 2, 1]) / s, 0.25 * s], -1)
+    q3 = np.stack(
+        [(m[:, 1, 0] - m[:, 0, 1]) / s, (m[:, 0, 2] + m[:, 2, 0]) / s, (m[:, 1, 2] + m[:, 2, 1]) / s, 0.25 * s], -1
+    )
     for i, qi in enumerate((q0, q1, q2, q3)):
         q[k == i] = qi[k == i]
     q *= np.where(q[:, :1] < 0, -1.0, 1.0)
@@ -325,8 +333,12 @@ class SplatRig:
         entries = np.nonzero(body_of_splat >= 0)[0].astype(np.int64)
         body_seq = body_of_splat[entries]
         cuts = np.nonzero(np.diff(body_seq))[0] + 1 if entries.size else np.zeros(0, np.int64)
-        run_starts = np.concatenate([[0], cuts, [entries.size]]).astype(np.int64) if entries.size else np.zeros(1, np.int64)
-        self._layout = _Layout(entries, run_starts, body_seq[run_starts[:-1]].astype(np.int32), body_of_splat, tuple(arrays))
+        run_starts = (
+            np.concatenate([[0], cuts, [entries.size]]).astype(np.int64) if entries.size else np.zeros(1, np.int64)
+        )
+        self._layout = _Layout(
+            entries, run_starts, body_seq[run_starts[:-1]].astype(np.int32), body_of_splat, tuple(arrays)
+        )
         self._rest_inv = pose_inverse(self.rest_poses) if len(self.rest_poses) else np.zeros((0, 7))
         self.means = splats.means.copy()
         self.quats = splats.quats.copy()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import tempfile
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class WorldConfig:
     def __post_init__(self) -> None:
         for name in ("timestep", "max_linear_speed", "max_angular_speed", "point_tolerance"):
             v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            if not (_is_real(v) and math.isfinite(v) and v > 0):
                 raise ShapeError(f"WorldConfig.{name}: expected a finite number > 0, got {v!r}")
         if not (isinstance(self.substeps, int) and self.substeps >= 1):
             raise ShapeError(f"WorldConfig.substeps: expected an integer >= 1, got {self.substeps!r}")
@@ -126,6 +127,20 @@ def _vec3(value, name: str) -> np.ndarray:
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
         raise ShapeError(f"{name}: expected 3 finite numbers [x, y, z], got {value!r}")
     return arr
+
+
+def default_asset_name(path: str | Path, taken) -> str:
+    """The name :meth:`PhysicsWorld.spawn` gives an asset: the file's stem, ``_1``, ``_2``... if taken."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem) or "asset"
+    taken = set(taken)
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def _canonical(poses: np.ndarray) -> np.ndarray:  # [..., 7] with the quaternion's w made >= 0
@@ -248,11 +263,13 @@ class PhysicsWorld:
         if collider.kind == "mesh" and mass > 0:
             log.warning("%s: a dynamic body cannot use a concave triangle mesh in Bullet; using its convex hull", what)
             collider = convex_collider(collider.vertices, what=what)
-        props = mass_properties(collider, mass if mass > 0 else 1.0, what=what)
         if mass > 0:  # body frame: centre of mass, principal axes
+            props = mass_properties(collider, mass, what=what)
             offset = np.concatenate([props.com, matrix_to_quat(props.principal_axes)])
-        else:
+            inertia = props.principal_moments
+        else:  # static: the object frame itself; no mass properties needed (flat or open meshes are fine)
             offset = np.array([0, 0, 0, 1.0, 0, 0, 0])
+            inertia = np.zeros(3)
         offset_inv = pose_inverse(offset)
         # collider vertices in the body frame: R_off^T (v - t_off), as rows
         parts = [((v - offset[:3]) @ quat_to_matrix(offset[3:]), f) for v, f in collider_parts(collider)]
@@ -273,7 +290,6 @@ class PhysicsWorld:
                          baseOrientation=_xyzw(body_pose[3:]))  # fmt: skip
         if uid < 0:
             raise PhysicsError(f"{what}: PyBullet could not create the body")
-        inertia = props.principal_moments * (mass / props.mass) if mass > 0 else np.zeros(3)
         kw = dict(lateralFriction=friction, restitution=restitution, linearDamping=self.config.linear_damping,
                   angularDamping=self.config.angular_damping)  # fmt: skip
         if mass > 0:
@@ -302,14 +318,14 @@ class PhysicsWorld:
 
     def step(self, dt: float) -> None:
         """Advance by ``dt`` seconds in fixed internal steps (the remainder carries over to the next call)."""
-        if not (isinstance(dt, int | float) and math.isfinite(dt) and dt >= 0):
+        if not (_is_real(dt) and math.isfinite(dt) and dt >= 0):
             raise ShapeError(f"step: dt must be a finite number of seconds >= 0, got {dt!r}")
         self._t_target += dt
         self.step_to(self._t_target)
 
     def step_to(self, time: float) -> None:
         """Advance until :attr:`time` is the last internal step at or before ``time``."""
-        if not (isinstance(time, int | float) and math.isfinite(time)):
+        if not (_is_real(time) and math.isfinite(time)):
             raise ShapeError(f"step_to: time must be a finite number of seconds, got {time!r}")
         target = int(math.floor(time / self.config.timestep + 1e-6))
         self._t_target = max(self._t_target, float(time))
@@ -368,7 +384,9 @@ class PhysicsWorld:
         for i, b in enumerate(self._bodies.values()):
             bp = pose_compose(state.poses[i], b.offset)
             self._call(p.resetBasePositionAndOrientation, b.uid, bp[:3].tolist(), _xyzw(bp[3:]))
-            self._call(p.resetBaseVelocity, b.uid, state.linear_velocities[i].tolist(), state.angular_velocities[i].tolist())
+            self._call(
+                p.resetBaseVelocity, b.uid, state.linear_velocities[i].tolist(), state.angular_velocities[i].tolist()
+            )
         self.set_gravity(state.gravity)
         self._steps = int(state.steps)
         self._t_target = self._steps * self.config.timestep
@@ -392,7 +410,9 @@ class PhysicsWorld:
         dv = impulse / b.mass
         # angular impulse about the centre of mass -> world inverse inertia R diag(1/I) R^T
         dw = rot @ ((rot.T @ np.cross(point - com, impulse)) / b.inertia)
-        self._set_velocity(b, lin + dv, ang + dw, f"push at {point.round(4).tolist()} with impulse {impulse.tolist()} N s")
+        self._set_velocity(
+            b, lin + dv, ang + dw, f"push at {point.round(4).tolist()} with impulse {impulse.tolist()} N s"
+        )
         return name
 
     def apply_force(self, name: str, force, point=None, duration: float | None = None) -> None:
@@ -402,7 +422,7 @@ class PhysicsWorld:
         point = None if point is None else _vec3(point, "apply_force: point")
         if duration is None:
             duration = self.config.timestep
-        if not (isinstance(duration, int | float) and math.isfinite(duration) and duration > 0):
+        if not (_is_real(duration) and math.isfinite(duration) and duration > 0):
             raise ShapeError(f"apply_force: duration must be a finite number of seconds > 0, got {duration!r}")
         if b.static:
             raise PhysicsError(f"apply_force: object {name!r} is static and cannot move")
@@ -423,7 +443,7 @@ class PhysicsWorld:
     def drop(self, name: str, height: float) -> None:
         """Lift a body ``height`` metres straight up (against gravity) from where it is, stop it and let it fall."""
         b = self._body(name)
-        if not (isinstance(height, int | float) and math.isfinite(height) and height >= 0):
+        if not (_is_real(height) and math.isfinite(height) and height >= 0):
             raise ShapeError(f"drop: height must be a finite number of metres >= 0, got {height!r}")
         if b.static:
             raise PhysicsError(f"drop: object {name!r} is static and cannot move")
@@ -451,7 +471,7 @@ class PhysicsWorld:
         if pose.shape != (7,) or not np.all(np.isfinite(pose)):
             raise ShapeError(f"spawn: pose must be 7 finite numbers [x, y, z, qw, qx, qy, qz], got {pose.tolist()}")
         pose[3:] = quat_normalize(pose[3:])
-        if not (isinstance(mass, int | float) and math.isfinite(mass) and mass > 0):
+        if not (_is_real(mass) and math.isfinite(mass) and mass > 0):
             raise ShapeError(f"spawn: mass must be a finite number of kg > 0, got {mass!r}")
         for label, v in (("friction", friction), ("restitution", restitution)):
             if not (math.isfinite(v) and v >= 0):
@@ -459,10 +479,7 @@ class PhysicsWorld:
         if name is not None and name in self._bodies:
             raise PhysicsError(f"spawn: a body named {name!r} already exists; choose another name")
         if name is None:
-            base = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "asset"
-            name, k = base, 1
-            while name in self._bodies or name in self.removed:
-                name, k = f"{base}_{k}", k + 1
+            name = default_asset_name(path, [*self._bodies, *self.removed])
         mesh = load_mesh(path, what=f"spawn {str(path)!r}")
         collider = mesh_collider(mesh, concave=concave, what=f"spawn {str(path)!r}")
         self._add_body(name, collider, pose, float(mass), float(friction), float(restitution))
@@ -470,7 +487,9 @@ class PhysicsWorld:
         vc = getattr(mesh.visual, "vertex_colors", None) if mesh.visual.kind == "vertex" else None
         if vc is not None and len(vc) == len(mesh.vertices):
             colors = np.asarray(vc, np.float64)[:, :3] / 255.0
-        self.assets[name] = SpawnedAsset(name, path, np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), colors)
+        self.assets[name] = SpawnedAsset(
+            name, path, np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces), colors
+        )
         return name
 
     def remove(self, name: str) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render._common import TILE_SIZE, RasterRequest, RasterResult, campos_of, finish
+from render._common import TILE_SIZE, RasterRequest, RasterResult, campos_of
 from scenes._deps import require
 
 __all__ = ["run", "kernels"]
@@ -72,41 +72,50 @@ class _ProjectConfig:
     antialiased: bool
 
 
+def _zeros(shape, dtype) -> Tensor:
+    """A zero tensor from numpy's calloc (no torch thread pool wake-up on the hot path)."""
+    return torch.from_numpy(np.zeros(shape, dtype))
+
+
+def _empty(shape, dtype) -> Tensor:
+    return torch.from_numpy(np.empty(shape, dtype))
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+
 class _Project(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, cfg: _ProjectConfig):
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, cfg: _ProjectConfig, sink: list):
         k = kernels()
         c, n = viewmats.shape[0], means.shape[0]
         n_tx, n_ty = math.ceil(cfg.width / TILE_SIZE), math.ceil(cfg.height / TILE_SIZE)
-        dt = means.dtype
-        means2d = torch.zeros((c, n, 2), dtype=dt)
-        conics = torch.zeros((c, n, 3), dtype=dt)
-        depths = torch.zeros((c, n), dtype=dt)
-        opac = torch.zeros((c, n), dtype=dt)
-        radii = torch.zeros((c, n, 2), dtype=torch.int32)
-        rects = torch.zeros((c, n, 4), dtype=torch.int32)
+        dt = _NP[means.dtype]
+        means2d, conics = _zeros((c, n, 2), dt), _zeros((c, n, 3), dt)
+        depths, opac = _zeros((c, n), dt), _zeros((c, n), dt)
+        radii, rects = _zeros((c, n, 2), np.int32), _zeros((c, n, 4), np.int32)
+        pk = np.empty((c, n, k.P_LEN), dt)
         k.project_fwd(
             _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.near_plane, cfg.far_plane, cfg.radius_clip, cfg.antialiased, n_tx, n_ty,
-            means2d.numpy(), conics.numpy(), depths.numpy(), opac.numpy(), radii.numpy(), rects.numpy(),
+            means2d.numpy(), conics.numpy(), depths.numpy(), opac.numpy(), radii.numpy(), rects.numpy(), pk,
         )  # fmt: skip
         ctx.save_for_backward(means, quats, scales, opacities, viewmats, Ks, radii)
         ctx.cfg = cfg
         ctx.mark_non_differentiable(radii, rects)
+        sink.append(pk)  # the packed projection, handed to _Rasterize through _RasterMeta (see run)
         return means2d, conics, depths, opac, radii, rects
 
     @staticmethod
     def backward(ctx, v_means2d, v_conics, v_depths, v_opac, _v_radii, _v_rects):
         means, quats, scales, opacities, viewmats, Ks, radii = ctx.saved_tensors
         cfg = ctx.cfg
-        dt = means.dtype
+        dt = _NP[means.dtype]
         c, n = viewmats.shape[0], means.shape[0]
         want_view = bool(ctx.needs_input_grad[4])
-        v_means = torch.zeros((n, 3), dtype=dt)
-        v_quats = torch.zeros((n, 4), dtype=dt)
-        v_scales = torch.zeros((n, 3), dtype=dt)
-        v_opacities = torch.zeros((n,), dtype=dt)
-        v_view = torch.zeros((c, n, 12) if want_view else (1, 1, 12), dtype=dt)
+        v_means, v_quats, v_scales, v_opacities = _empty((n, 3), dt), _empty((n, 4), dt), _empty((n, 3), dt), _empty(
+            (n,), dt)  # fmt: skip
+        v_view = _zeros((c, n, 12) if want_view else (1, 1, 12), dt)
         kernels().project_bwd(
             _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.antialiased, radii.numpy(), _np(v_means2d), _np(v_conics), _np(v_depths), _np(v_opac),
@@ -114,17 +123,18 @@ class _Project(torch.autograd.Function):
         )  # fmt: skip
         v_viewmats = None
         if want_view:
-            v_viewmats = torch.zeros((c, 4, 4), dtype=dt)
-            total = v_view.sum(1)
-            v_viewmats[:, :3, :3] = total[:, :9].reshape(c, 3, 3)
-            v_viewmats[:, :3, 3] = total[:, 9:]
-        return v_means, v_quats, v_scales, v_opacities, v_viewmats, None, None
+            total = v_view.numpy().sum(1)
+            vv = np.zeros((c, 4, 4), dt)
+            vv[:, :3, :3] = total[:, :9].reshape(c, 3, 3)
+            vv[:, :3, 3] = total[:, 9:]
+            v_viewmats = torch.from_numpy(vv)
+        return v_means, v_quats, v_scales, v_opacities, v_viewmats, None, None, None
 
 
 class _ShColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, sh, campos, radii, degree: int):
-        out = torch.zeros((campos.shape[0], means.shape[0], 3), dtype=means.dtype)
+        out = _zeros((campos.shape[0], means.shape[0], 3), _NP[means.dtype])
         kernels().sh_fwd(_np(means), _np(sh), _np(campos), degree, radii.numpy(), out.numpy())
         ctx.save_for_backward(means, sh, campos, radii)
         ctx.degree = degree
@@ -133,102 +143,128 @@ class _ShColors(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_colors):
         means, sh, campos, radii = ctx.saved_tensors
-        v_sh = torch.zeros_like(sh, memory_format=torch.contiguous_format)
-        v_means = torch.zeros_like(means, memory_format=torch.contiguous_format)
-        v_campos = torch.zeros((campos.shape[0], means.shape[0], 3), dtype=means.dtype)
+        dt = _NP[means.dtype]
+        v_sh = _zeros(tuple(sh.shape), dt)
+        v_means = _empty((means.shape[0], 3), dt)
+        v_campos = _zeros((campos.shape[0], means.shape[0], 3), dt)
         kernels().sh_bwd(
             _np(means), _np(sh), _np(campos), ctx.degree, radii.numpy(), _np(v_colors),
             v_sh.numpy(), v_means.numpy(), v_campos.numpy(),
         )  # fmt: skip
-        return v_means, v_sh, v_campos.sum(1), None, None
+        return v_means, v_sh, torch.from_numpy(v_campos.numpy().sum(1)), None, None
 
 
 @dataclass(frozen=True, eq=False)
 class _RasterMeta:
+    pk: np.ndarray  # [C, N, P_LEN] packed projection (from _Project)
     radii: Tensor  # [C, N, 2] int32
     rects: Tensor  # [C, N, 4] int32 tile rectangles (x0, y0, x1, y1), end exclusive
-    depths: Tensor  # [C, N] sort key
     width: int
     height: int
+    want_depth: bool
     depth_limit: Tensor | None  # [C, H, W]
     absgrad: bool
 
 
 class _Rasterize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, feats, opac, meta: _RasterMeta):
+    def forward(ctx, means2d, conics, colors, opac, depths, backgrounds, meta: _RasterMeta):
+        # colors [1 or C, N, F] (F = 0 when no RGB), backgrounds [C, F] or None; depths [C, N]
         k = kernels()
-        c, n, nf = feats.shape
+        pk = meta.pk
+        c, n = pk.shape[:2]
+        nf = colors.shape[2]
         h, w = meta.height, meta.width
         n_tx, n_ty = math.ceil(w / TILE_SIZE), math.ceil(h / TILE_SIZE)
         radii = meta.radii.numpy()
-        depths = _np(meta.depths)
-        order = np.zeros((c, n), np.int32)
+        order = np.empty((c, n), np.int32)
         n_vis = np.zeros(c, np.int64)
-        if depths.dtype == np.float32:
-            k.depth_order32(depths, radii, order, n_vis)
+        if pk.dtype == np.float32:
+            k.depth_order32(np.ascontiguousarray(pk[..., k.P_Z]), radii, order, n_vis)
         else:
             valid = (radii > 0).all(-1)
             for i in range(c):
                 vis = np.flatnonzero(valid[i]).astype(np.int32)
                 n_vis[i] = vis.size
-                order[i, : vis.size] = vis[np.argsort(depths[i, vis], kind="stable")]
+                order[i, : vis.size] = vis[np.argsort(pk[i, vis, k.P_Z], kind="stable")]
         offsets, ids, gm_start = k.bin_tiles(meta.rects.numpy(), order, n_vis, n_tx, n_ty)
-        dt = means2d.dtype
-        out_feat = torch.empty((c, h, w, nf), dtype=dt)
-        out_t = torch.empty((c, h, w), dtype=dt)
-        out_last = torch.empty((c, h, w), dtype=torch.int32)
-        out_ids = torch.empty((c, h, w), dtype=torch.int64)
+        dt = pk.dtype
+        nd = 1 if meta.want_depth else 0
+        out_rgb, out_depth, out_alpha = _empty((c, h, w, nf), dt), _empty((c, h, w, nd), dt), _empty((c, h, w, 1), dt)
+        out_t, out_last = np.empty((c, h, w), dt), np.empty((c, h, w), np.int32)
+        out_ids = _empty((c, h, w), np.int64)
+        has_bg = backgrounds is not None
+        bg = _np(backgrounds) if has_bg else np.zeros((c, nf), dt)
         limit = meta.depth_limit
-        limit_np = _np(limit) if limit is not None else np.zeros((1, 1, 1), depths.dtype)
-        pk = np.empty((c, n, k.P_LEN), depths.dtype)
-        k.pack_splats(_np(means2d), _np(conics), _np(opac), depths, radii, pk)
+        limit_np = _np(limit) if limit is not None else np.zeros((1, 1, 1), dt)
         k.raster_fwd(
-            pk, _np(feats), offsets, ids, limit_np, limit is not None, w, h, n_tx, n_ty,
-            out_feat.numpy(), out_t.numpy(), out_last.numpy(), out_ids.numpy(),
+            pk, _np(colors), bg, has_bg, meta.want_depth, offsets, ids, limit_np, limit is not None, w, h, n_tx,
+            n_ty, out_rgb.numpy(), out_depth.numpy(), out_alpha.numpy(), out_t, out_last, out_ids.numpy(),
         )  # fmt: skip
-        ctx.save_for_backward(means2d, feats, out_t, out_last)
-        ctx.bins = (pk, offsets, ids, gm_start, n_tx, n_ty)
+        ctx.save_for_backward(means2d, colors)
+        ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty)
         ctx.meta = meta
         ctx.mark_non_differentiable(out_ids)
-        return out_feat, out_t[..., None], out_ids
+        return out_rgb, out_depth, out_alpha, out_ids
 
     @staticmethod
-    def backward(ctx, v_feat, v_t, _v_ids):
-        means2d, feats, out_t, out_last = ctx.saved_tensors
-        pk, offsets, ids, gm_start, n_tx, n_ty = ctx.bins
+    def backward(ctx, v_rgb, v_depth, v_alpha, _v_ids):
+        means2d, colors = ctx.saved_tensors
+        bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty = ctx.state
         meta = ctx.meta
-        c, n, nf = feats.shape
-        dt = means2d.dtype
-        grads = np.zeros((ids.shape[0], 8 + nf), pk.dtype)
         k = kernels()
+        pk = meta.pk
+        c, n = pk.shape[:2]
+        nf = colors.shape[2]
+        grads = np.zeros((ids.shape[0], k.G_RGB + nf), pk.dtype)
+        v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
+        v_depth_np = _np(v_depth) if meta.want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
         k.raster_bwd(
-            pk, _np(feats), meta.rects.numpy(), gm_start, offsets, ids, meta.width, meta.height, n_tx, n_ty,
-            out_t.numpy(), out_last.numpy(), _np(v_feat), _np(v_t[..., 0]), grads,
+            pk, _np(colors), bg, has_bg, meta.want_depth, meta.rects.numpy(), gm_start, offsets, ids, meta.width,
+            meta.height, n_tx, n_ty, out_t, out_last, _np(v_rgb), v_depth_np, _np(v_alpha), grads, v_bg_tiles,
         )  # fmt: skip
-        per_splat = torch.empty((c, n, 8 + nf), dtype=dt)
-        k.reduce_grads(grads, gm_start, meta.rects.numpy(), per_splat.numpy())
+        per = np.empty((c, n, k.G_RGB + nf), pk.dtype)
+        k.reduce_grads(grads, gm_start, meta.rects.numpy(), per)
+        per_t = torch.from_numpy(per)
         if meta.absgrad:
-            means2d.absgrad = per_splat[..., 6:8]
-        return per_splat[..., 0:2], per_splat[..., 2:5], per_splat[..., 8:], per_splat[..., 5], None
+            means2d.absgrad = per_t[..., k.G_AX : k.G_AY + 1]
+        v_colors = per_t[..., k.G_RGB :]
+        if colors.shape[0] != c:  # colours shared by every camera
+            v_colors = v_colors.sum(0, keepdim=True)
+        v_bg = torch.from_numpy(v_bg_tiles.reshape(c, -1, nf).sum(1)) if has_bg else None
+        return (
+            per_t[..., k.G_MX : k.G_MY + 1], per_t[..., k.G_CA : k.G_CC + 1], v_colors, per_t[..., k.G_OP],
+            per_t[..., k.G_Z], v_bg, None,
+        )  # fmt: skip
 
 
 def run(req: RasterRequest) -> RasterResult:
     cfg = _ProjectConfig(req.width, req.height, req.eps2d, req.near_plane, req.far_plane, req.radius_clip,
                          req.antialiased)  # fmt: skip
+    sink: list = []
     means2d, conics, depths, opac, radii, rects = _Project.apply(
-        req.means, req.quats, req.scales, req.opacities, req.viewmats, req.Ks, cfg
+        req.means, req.quats, req.scales, req.opacities, req.viewmats, req.Ks, cfg, sink
     )
-    c = req.viewmats.shape[0]
-    feats = []
-    if req.wants_rgb:
-        if req.sh_degree is None:
-            feats.append(req.colors[None].expand(c, -1, -1))
-        else:
-            feats.append(_ShColors.apply(req.means, req.colors, campos_of(req.viewmats), radii, req.sh_degree))
+    (pk,) = sink
+    if not req.wants_rgb:
+        colors = req.means.new_zeros((1, req.means.shape[0], 0))
+    elif req.sh_degree is None:
+        colors = req.colors[None]
+    else:
+        colors = _ShColors.apply(req.means, req.colors, campos_of(req.viewmats), radii, req.sh_degree)
+    bg = req.backgrounds if req.wants_rgb else None
+    meta = _RasterMeta(pk, radii, rects, req.width, req.height, req.wants_depth, req.depth_limit, req.options.absgrad)
+    rgb, depth, alphas, ids = _Rasterize.apply(means2d, conics, colors, opac, depths, bg, meta)
+    depth_out = None
     if req.wants_depth:
-        feats.append(depths[..., None])
-    feat = feats[0] if len(feats) == 1 else torch.cat(feats, -1)
-    meta = _RasterMeta(radii, rects, depths.detach(), req.width, req.height, req.depth_limit, req.options.absgrad)
-    img, trans, ids = _Rasterize.apply(means2d, conics, feat, opac, meta)
-    return finish(req, img, trans, means2d, radii, ids if req.options.splat_ids else None, "cpu")
+        depth_out = depth / alphas.clamp_min(1e-10) if req.render_mode.endswith("ED") else depth
+    return RasterResult(
+        colors=rgb if req.wants_rgb else None,
+        alphas=alphas,
+        depths=depth_out,
+        means2d=means2d,
+        radii=radii,
+        splat_ids=ids if req.options.splat_ids else None,
+        transmittance=1.0 - alphas if req.depth_limit is not None else None,
+        backend="cpu",
+    )

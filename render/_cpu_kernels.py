@@ -18,7 +18,12 @@ import numpy as np
 from numba import njit, prange
 
 TILE = 16
-TILE_PIX = TILE * TILE
+
+# Packed per-(camera, splat) record read by the compositing loops (one cache line per splat):
+# mean x, mean y, conic a, b, c, opacity, sigma bound of the span search, camera z, radius x, radius y.
+P_MX, P_MY, P_CA, P_CB, P_CC, P_OP, P_SMAX, P_Z, P_RX, P_RY = range(10)
+P_LEN = 10
+SPAN_MARGIN = 0.05  # sigma margin of the row-span search; far above float rounding, keeps it exact
 
 
 # ----------------------------------------------------------------------------------------- small helpers
@@ -110,13 +115,14 @@ def project_fwd(
     means, quats, scales, opacities, viewmats, ks,  # [N,3] [N,4] [N,3] [N] [C,4,4] [C,3,3]
     width, height, eps2d, near, far, radius_clip, antialiased, n_tx, n_ty,
     means2d, conics, depths, opac_eff, radii, rects,  # out: [C,N,2] [C,N,3] [C,N] [C,N] [C,N,2]i32 [C,N,4]i32
+    pk,  # out: [C, N, P_LEN] the same values packed for the compositing loops
 ):  # fmt: skip
     n = means.shape[0]
     n_cam = viewmats.shape[0]
     ft = means.dtype.type
     one, zero, two = ft(1.0), ft(0.0), ft(2.0)
     eps, near_f, far_f, clip = ft(eps2d), ft(near), ft(far), ft(radius_clip)
-    athr, ext_max, ts = ft(1.0 / 255.0), ft(3.33), ft(TILE)
+    athr, ext_max, ts, margin = ft(1.0 / 255.0), ft(3.33), ft(TILE), ft(SPAN_MARGIN)
     wf, hf = ft(width), ft(height)
     for g in prange(n):
         qw, qx, qy, qz = quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]
@@ -161,7 +167,8 @@ def project_fwd(
                 o = o * math.sqrt(max(zero, det_orig / det))
             if o < athr:
                 continue
-            extend = min(ext_max, math.sqrt(two * math.log(o / athr)))
+            log_o = math.log(o / athr)
+            extend = min(ext_max, math.sqrt(two * log_o))
             rx = ft(math.ceil(extend * math.sqrt(a)))
             ry = ft(math.ceil(extend * math.sqrt(d)))
             if rx <= clip and ry <= clip:
@@ -170,15 +177,26 @@ def project_fwd(
                 continue
             if rx <= zero or ry <= zero:
                 continue
+            ca, cb, cc = d / det, -(c01 + c10) / two / det, a / det
             means2d[c, g, 0] = u
             means2d[c, g, 1] = v
-            conics[c, g, 0] = d / det
-            conics[c, g, 1] = -(c01 + c10) / two / det
-            conics[c, g, 2] = a / det
+            conics[c, g, 0] = ca
+            conics[c, g, 1] = cb
+            conics[c, g, 2] = cc
             depths[c, g] = z
             opac_eff[c, g] = o
             radii[c, g, 0] = int(rx)
             radii[c, g, 1] = int(ry)
+            pk[c, g, P_MX] = u
+            pk[c, g, P_MY] = v
+            pk[c, g, P_CA] = ca
+            pk[c, g, P_CB] = cb
+            pk[c, g, P_CC] = cc
+            pk[c, g, P_OP] = o
+            pk[c, g, P_SMAX] = log_o + margin
+            pk[c, g, P_Z] = z
+            pk[c, g, P_RX] = rx
+            pk[c, g, P_RY] = ry
             rxf, ryf = rx / ts, ry / ts
             rects[c, g, 0] = min(max(0, int(math.floor(u / ts - rxf))), n_tx)
             rects[c, g, 1] = min(max(0, int(math.floor(v / ts - ryf))), n_ty)
@@ -498,10 +516,10 @@ def _radix_order(keys, idx):  # stable LSD radix sort of uint32 keys, 4 x 8 bits
     return i_a
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def depth_order32(depths, radii, order, n_vis):  # float32 depths [C,N] -> order [C,N] (first n_vis[c] valid)
     n_cam, n = depths.shape
-    for c in prange(n_cam):
+    for c in range(n_cam):
         m = 0
         for g in range(n):
             if radii[c, g, 0] > 0 and radii[c, g, 1] > 0:
@@ -557,34 +575,6 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
 
 
 # ----------------------------------------------------------------------------------------- compositing
-# Packed per-(camera, splat) record read by the compositing loops (one cache line per splat):
-# mean x, mean y, conic a, b, c, opacity, sigma bound of the span search, camera z, radius x, radius y.
-P_MX, P_MY, P_CA, P_CB, P_CC, P_OP, P_SMAX, P_Z, P_RX, P_RY = range(10)
-P_LEN = 10
-SPAN_MARGIN = 0.05  # sigma margin of the row-span search; far above float rounding, keeps it exact
-
-
-@njit(parallel=True, cache=True)
-def pack_splats(means2d, conics, opac, depths, radii, out):  # -> out [C, N, P_LEN]
-    n_cam, n = opac.shape
-    ft = means2d.dtype.type
-    athr, margin, zero = ft(1.0 / 255.0), ft(SPAN_MARGIN), ft(0.0)
-    for j in prange(n_cam * n):
-        c = j // n
-        g = j - c * n
-        out[c, g, P_MX] = means2d[c, g, 0]
-        out[c, g, P_MY] = means2d[c, g, 1]
-        out[c, g, P_CA] = conics[c, g, 0]
-        out[c, g, P_CB] = conics[c, g, 1]
-        out[c, g, P_CC] = conics[c, g, 2]
-        out[c, g, P_OP] = opac[c, g]
-        o = opac[c, g]
-        out[c, g, P_SMAX] = math.log(o / athr) + margin if o >= athr else zero
-        out[c, g, P_Z] = depths[c, g]
-        out[c, g, P_RX] = ft(radii[c, g, 0])
-        out[c, g, P_RY] = ft(radii[c, g, 1])
-
-
 @njit(cache=True)
 def _rows(pk, c, g, y0, y1):
     """Rows of the tile [y0, y1) that can hold pixels with alpha >= 1/255 (inside the box and the ellipse)."""
@@ -620,11 +610,19 @@ def _span(pk, c, g, dy, det, x0, x1):
 
 @njit(parallel=True, cache=True)
 def raster_fwd(
-    pk, feats, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
-    out_feat, out_t, out_last, out_ids,  # [C,H,W,F] [C,H,W] [C,H,W]i32 [C,H,W]i64
+    pk, colors, bg, has_bg, want_depth, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
+    out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
 ):  # fmt: skip
+    """Front-to-back compositing, one tile per parallel job.
+
+    pk [C,N,P_LEN] packed splats; colors [1 or C, N, F] (F = 0 or 3); bg [C, F]; offsets/ids the
+    depth-sorted tile lists; depth_limit [C,H,W]. Outputs: out_rgb [C,H,W,F] (+ T * bg),
+    out_depth [C,H,W,D] (D = 1 when want_depth) accumulated z, out_alpha [C,H,W,1] = 1 - T,
+    out_t [C,H,W] final T, out_last [C,H,W] last contributing list index, out_ids [C,H,W] dominant splat.
+    """
     n_cam = pk.shape[0]
-    nf = feats.shape[2]
+    nf = colors.shape[2]
+    per_cam = colors.shape[0] > 1
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
@@ -632,6 +630,7 @@ def raster_fwd(
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
     for job in prange(n_cam * n_tiles):
         c = job // n_tiles
+        cc_ = c if per_cam else 0
         tile = job - c * n_tiles
         x0 = (tile % n_tx) * TILE
         y0 = (tile // n_tx) * TILE
@@ -641,6 +640,7 @@ def raster_fwd(
         npix = tw * (y1 - y0)
         trans = np.ones(npix, dt)
         acc = np.zeros((npix, nf), dt)
+        acc_z = np.zeros(npix, dt)
         done = np.zeros(npix, np.bool_)
         last = np.full(npix, -1, np.int32)
         best = np.zeros(npix, dt)
@@ -678,7 +678,8 @@ def raster_fwd(
                         continue
                     vis = alpha * t
                     for f in range(nf):
-                        acc[p, f] += feats[c, g, f] * vis
+                        acc[p, f] += colors[cc_, g, f] * vis
+                    acc_z[p] += zg * vis
                     if vis > best[p]:
                         best[p] = vis
                         best_id[p] = g
@@ -689,31 +690,42 @@ def raster_fwd(
         for py in range(y0, y1):
             for px in range(x0, x1):
                 p = (py - y0) * tw + px - x0
+                t = trans[p]
                 for f in range(nf):
-                    out_feat[c, py, px, f] = acc[p, f]
-                out_t[c, py, px] = trans[p]
+                    out_rgb[c, py, px, f] = acc[p, f] + t * bg[c, f] if has_bg else acc[p, f]
+                if want_depth:
+                    out_depth[c, py, px, 0] = acc_z[p]
+                out_alpha[c, py, px, 0] = one - t
+                out_t[c, py, px] = t
                 out_last[c, py, px] = last[p]
                 out_ids[c, py, px] = best_id[p]
 
 
+G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-intersection gradient layout
+
+
 @njit(parallel=True, cache=True)
 def raster_bwd(
-    pk, feats, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
-    out_t, out_last, v_feat, v_t,  # forward outputs [C,H,W] [C,H,W] and their gradients [C,H,W,F] [C,H,W]
-    grads,  # out: [n_isect, 8 + F] per intersection: mean2d (2), conic (3), opacity (1), |mean2d| (2), feats (F)
+    pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
+    out_t, out_last, v_rgb, v_depth, v_alpha,
+    grads, v_bg_tiles,
 ):  # fmt: skip
+    """Back-to-front per pixel (gsplat's order), recovering T by division.
+
+    Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] go to
+    grads [n_isect, G_RGB + F] (one row per tile intersection, see G_*) and v_bg_tiles [C*T, F].
+    """
     n_cam = pk.shape[0]
-    nf = feats.shape[2]
+    nf = colors.shape[2]
+    per_cam = colors.shape[0] > 1
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
     for job in prange(n_cam * n_tiles):
-        start, end = offsets[job], offsets[job + 1]
-        if end == start:
-            continue
         c = job // n_tiles
+        cc_ = c if per_cam else 0
         tile = job - c * n_tiles
         tx, ty = tile % n_tx, tile // n_tx
         x0, y0 = tx * TILE, ty * TILE
@@ -722,28 +734,36 @@ def raster_bwd(
         tw = x1 - x0
         npix = tw * (y1 - y0)
         trans = np.empty(npix, dt)
-        t_final = np.empty(npix, dt)
+        v_t_fin = np.empty(npix, dt)  # dL/dT_final from alpha (= 1 - T) and the background
         last = np.empty(npix, np.int32)
         vpix = np.empty((npix, nf), dt)
-        vt = np.empty(npix, dt)
+        vz = np.empty(npix, dt)
         buf = np.zeros((npix, nf), dt)
+        buf_z = np.zeros(npix, dt)
         vf = np.empty(nf, dt)
         k_max = -1
+        for f in range(nf):
+            v_bg_tiles[job, f] = zero
         for py in range(y0, y1):
             for px in range(x0, x1):
                 p = (py - y0) * tw + px - x0
-                trans[p] = out_t[c, py, px]
-                t_final[p] = out_t[c, py, px]
+                t = out_t[c, py, px]
+                trans[p] = t
                 last[p] = out_last[c, py, px]
                 k_max = max(k_max, last[p])
-                vt[p] = v_t[c, py, px]
+                vtf = -v_alpha[c, py, px, 0]
                 for f in range(nf):
-                    vpix[p, f] = v_feat[c, py, px, f]
-        for k in range(k_max, start - 1, -1):
+                    vpix[p, f] = v_rgb[c, py, px, f]
+                    if has_bg:
+                        vtf += bg[c, f] * v_rgb[c, py, px, f]
+                        v_bg_tiles[job, f] += t * v_rgb[c, py, px, f]
+                v_t_fin[p] = vtf * t  # times T_final: d T_final / d alpha_k = -T_final / (1 - alpha_k)
+                vz[p] = v_depth[c, py, px, 0] if want_depth else zero
+        for k in range(k_max, offsets[job] - 1, -1):
             g = ids[k]
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
-            ca, cb, cc, op = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP]
-            vmx, vmy, va, vb, vc, vop, amx, amy = zero, zero, zero, zero, zero, zero, zero, zero
+            ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
+            vmx, vmy, va, vb, vc, vop, amx, amy, vzg = zero, zero, zero, zero, zero, zero, zero, zero, zero
             vf[:] = zero
             r0, r1, det = _rows(pk, c, g, y0, y1)
             for py in range(r0, r1):
@@ -766,13 +786,17 @@ def raster_bwd(
                     t = trans[p] * ra
                     trans[p] = t
                     fac = alpha * t
-                    v_alpha = -t_final[p] * ra * vt[p]
+                    v_a = -v_t_fin[p] * ra
                     for f in range(nf):
                         vf[f] += fac * vpix[p, f]
-                        v_alpha += (feats[c, g, f] * t - buf[p, f] * ra) * vpix[p, f]
-                        buf[p, f] += feats[c, g, f] * fac
+                        v_a += (colors[cc_, g, f] * t - buf[p, f] * ra) * vpix[p, f]
+                        buf[p, f] += colors[cc_, g, f] * fac
+                    if want_depth:
+                        vzg += fac * vz[p]
+                        v_a += (zg * t - buf_z[p] * ra) * vz[p]
+                        buf_z[p] += zg * fac
                     if op * vis <= amax:
-                        v_sigma = -op * vis * v_alpha
+                        v_sigma = -op * vis * v_a
                         va += half * v_sigma * dx * dx
                         vb += v_sigma * dx * dy
                         vc += half * v_sigma * dy * dy
@@ -782,19 +806,20 @@ def raster_bwd(
                         vmy += gy
                         amx += abs(gx)
                         amy += abs(gy)
-                        vop += vis * v_alpha
+                        vop += vis * v_a
             rx0, ry0, rx1 = rects[c, g, 0], rects[c, g, 1], rects[c, g, 2]
             i = gm_start[c, g] + (ty - ry0) * (rx1 - rx0) + (tx - rx0)
-            grads[i, 0] = vmx
-            grads[i, 1] = vmy
-            grads[i, 2] = va
-            grads[i, 3] = vb
-            grads[i, 4] = vc
-            grads[i, 5] = vop
-            grads[i, 6] = amx
-            grads[i, 7] = amy
+            grads[i, G_MX] = vmx
+            grads[i, G_MY] = vmy
+            grads[i, G_CA] = va
+            grads[i, G_CB] = vb
+            grads[i, G_CC] = vc
+            grads[i, G_OP] = vop
+            grads[i, G_AX] = amx
+            grads[i, G_AY] = amy
+            grads[i, G_Z] = vzg
             for f in range(nf):
-                grads[i, 8 + f] = vf[f]
+                grads[i, G_RGB + f] = vf[f]
 
 
 @njit(parallel=True, cache=True)

@@ -19,6 +19,7 @@ import logging
 import os
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -262,11 +263,18 @@ def _check_finite(named: dict[str, Tensor], backgrounds: Tensor | None, depth_li
     checks = {name: t for name, t in named.items()}
     if backgrounds is not None:
         checks["backgrounds"] = backgrounds
-    counts = [(~torch.isfinite(t.detach())).sum() for t in checks.values()]
-    counts.append((named["quats"].detach().square().sum(-1) == 0).sum())
-    if depth_limit is not None:
-        counts.append(torch.isnan(depth_limit.detach()).sum())
-    values = torch.stack(counts).tolist()
+    quats = named["quats"].detach()
+    if quats.device.type == "cpu":  # numpy: no torch thread-pool wake-ups on the CPU hot path
+        values = [int(np.count_nonzero(~np.isfinite(t.detach().numpy()))) for t in checks.values()]
+        values.append(int(np.count_nonzero(~np.any(quats.numpy() != 0, axis=-1))))
+        if depth_limit is not None:
+            values.append(int(np.count_nonzero(np.isnan(depth_limit.detach().numpy()))))
+    else:
+        counts = [(~torch.isfinite(t.detach())).sum() for t in checks.values()]
+        counts.append((~(quats != 0).any(-1)).sum())
+        if depth_limit is not None:
+            counts.append(torch.isnan(depth_limit.detach()).sum())
+        values = torch.stack(counts).tolist()
     for (name, t), bad in zip(checks.items(), values[: len(checks)], strict=False):
         if bad:
             rows = (~torch.isfinite(t.detach())).reshape(t.shape[0], -1).any(-1).nonzero()[:, 0]
@@ -276,7 +284,7 @@ def _check_finite(named: dict[str, Tensor], backgrounds: Tensor | None, depth_li
                 f"{int(rows[0])}; remove or repair them before rasterizing"
             )
     if values[len(checks)]:
-        first = int((named["quats"].detach().square().sum(-1) == 0).nonzero()[0, 0])
+        first = int((~(quats != 0).any(-1)).nonzero()[0, 0])
         raise ShapeError(f"quats: {values[len(checks)]} zero-length quaternion(s), first at index {first}; "
                          "a rotation needs a non-zero wxyz quaternion")  # fmt: skip
     if depth_limit is not None and values[-1]:

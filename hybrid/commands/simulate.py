@@ -23,11 +23,15 @@ def _parse_times(text: str | None) -> list[float]:
 def simulate_command(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json with objects and colliders)."),
     events: Path | None = typer.Option(None, "--events", help="Events JSON: interventions scheduled in time."),
-    cameras: Path | None = typer.Option(None, "--cameras", help="nerfstudio transforms.json; the first one films the video."),
+    cameras: Path | None = typer.Option(
+        None, "--cameras", help="nerfstudio transforms.json; the first one films the video."
+    ),
     orbit: bool = typer.Option(False, "--orbit", help="Film the video from a camera orbiting the scene (the default)."),
     duration: float = typer.Option(..., "--duration", help="Seconds to simulate."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: poses.json, simulation.mp4, stills."),
-    times: str | None = typer.Option(None, "--times", help="With --cameras: seconds t1,t2,... for OUT/t{time:.2f}_c{i}.png."),
+    times: str | None = typer.Option(
+        None, "--times", help="With --cameras: seconds t1,t2,... for OUT/t{time:.2f}_c{i}.png."
+    ),
     fps: float = typer.Option(30.0, "--fps", help="Video frame rate (and poses.json frames per second)."),
     video: bool = typer.Option(True, "--video/--no-video", help="Write OUT/simulation.mp4."),
     video_width: int = typer.Option(640, "--video-width", help="Largest video width; views are scaled down to it."),

@@ -7,9 +7,10 @@ pass then renders one quad per splat, instanced from that buffer, with premultip
 
 Sorting is by view depth z, which for a fixed scene depends only on the camera's forward axis
 (moving the camera adds the same amount to every splat's z), so it is redone only when the
-forward axis turned by more than ``resort_angle_deg`` or the splats changed. ``sort="cpu"`` sorts
-with numpy (argsort of N floats) and uploads the order; ``sort="gpu"`` runs a bitonic sort in GL
-4.3 compute shaders on the GPU, leaving the order in the same buffer without a round trip.
+forward axis turned or the splats changed. ``sort="cpu"`` sorts with numpy (argsort of N floats),
+uploads the order, and waits until the view turned by more than ``resort_angle_deg``;
+``sort="gpu"`` runs a bitonic sort in GL 4.3 compute shaders, leaving the order in the same buffer
+without a round trip, on every turn of the view.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ class GLSplatLayer:
             self.count = 0
             return
         n = len(splats)
+        stride = -(-3 * splats.sh.shape[1] // 4)
+        max_rows = int(self.ctx.info.get("GL_MAX_TEXTURE_SIZE", 16384))
+        if _rows(n * stride) > max_rows:
+            raise ShapeError(
+                f"set_splats: {n} splats with SH degree {splats.sh_degree} need {_rows(n * stride)} texture rows, "
+                f"this GL allows {max_rows}; lower the SH degree (Splats.with_sh_degree) or the splat count"
+            )
         self.count = n
         self.sh_degree = splats.sh_degree
         self._means = splats.means.copy()
@@ -112,7 +120,6 @@ class GLSplatLayer:
         self._tex["quat"] = self._texture(splats.unit_quats.astype(np.float32))
         self._tex["scale"] = self._texture(np.concatenate([splats.scales, np.zeros((n, 1), np.float32)], 1))
         sh = splats.sh.reshape(n, -1)
-        stride = -(-sh.shape[1] // 4)
         sh = np.concatenate([sh, np.zeros((n, 4 * stride - sh.shape[1]), np.float32)], 1)
         self._sh_stride = stride
         self._tex["sh"] = self._texture(sh.reshape(n * stride, 4))
@@ -167,6 +174,8 @@ class GLSplatLayer:
         if self._sorted_forward is None:
             return True
         forward = np.asarray(viewmat, np.float64)[2, :3]
+        if self.sort_mode == "gpu":  # cheap there: re-sort on any turn, so the order is always exact
+            return not np.array_equal(forward / np.linalg.norm(forward), self._sorted_forward)
         cos = float(np.dot(forward, self._sorted_forward) / np.linalg.norm(forward))
         return cos < np.cos(np.radians(self.resort_angle_deg))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -29,10 +28,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     """The whole file (readers need it all; the largest files are a few hundred MB)."""
     with open(path, "rb") as f:
         return f.read()
-
-
-def describe(source: str | os.PathLike) -> str:
-    return str(source) if not isinstance(source, Path) else os.fspath(source)
 
 
 def need(source: str, data_len: int, end: int, what: str) -> None:
@@ -121,6 +116,11 @@ def finish(
     first index) unless ``drop_invalid``, which drops them with a warning and a note."""
     notes = list(notes or [])
     extra = dict(extra or {})
+    with np.errstate(over="ignore", invalid="ignore"):  # garbage input: validation below reports it
+        return _finish(source, fmt, means, quats, log_scales, opacity_logits, sh, extra, notes, drop_invalid)
+
+
+def _finish(source, fmt, means, quats, log_scales, opacity_logits, sh, extra, notes, drop_invalid) -> Decoded:
     try:
         return Decoded(Splats(means, quats, log_scales, opacity_logits, sh, extra), fmt, tuple(notes))
     except ShapeError as exc:

@@ -75,6 +75,11 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def decode(data: bytes | memoryview, source: str = "<bytes>", *, drop_invalid: bool = False) -> Decoded:
+    with np.errstate(over="ignore", invalid="ignore"):  # corrupt bounds give inf / NaN, reported by validation
+        return _decode(data, source, drop_invalid)
+
+
+def _decode(data, source: str, drop_invalid: bool) -> Decoded:
     header = parse_header(data, source)
     n, has_color, rest = _check_schema(header, source)
     names = ("chunk", "vertex", "sh") if rest else ("chunk", "vertex")

@@ -81,10 +81,7 @@ def parse_header(data: bytes | memoryview, source: str) -> PlyHeader:
     nl = head.find(b"\n", end)
     if nl < 0:
         raise FormatError(f"{source}: truncated PLY header (no newline after 'end_header')")
-    try:
-        text = head[:end].decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{source}: PLY header is not ASCII ({exc})") from exc
+    text = head[:end].decode("latin-1")  # comments may hold any bytes; keywords are checked below
     encoding = None
     elements: list[tuple[str, int, list[tuple[str, str]]]] = []
     comments: list[str] = []

@@ -45,16 +45,24 @@ def test_every_type_parses_and_sorts_by_time(tmp_path):
         ([{"time": 0, "type": "explode"}], r"event 0: unknown type 'explode'; expected one of \['push'"),
         ([{"type": "push", "point": [0, 0, 0], "impulse": [1, 0, 0]}], r"event 0 \(push\): missing 'time'"),
         ([{"time": -1, "type": "push", "point": [0, 0, 0], "impulse": [1, 0, 0]}], r"'time' must be .* >= 0, got -1"),
-        ([{"time": 0, "type": "push", "point": [0, 0], "impulse": [1, 0, 0]}],
-         r"event 0 \(push\): field 'point': expected a list of 3 finite numbers \[x, y, z\], got \[0, 0\]"),
+        (
+            [{"time": 0, "type": "push", "point": [0, 0], "impulse": [1, 0, 0]}],
+            r"event 0 \(push\): field 'point': expected a list of 3 finite numbers \[x, y, z\], got \[0, 0\]",
+        ),
         ([{"time": 0, "type": "push", "point": [0, 0, 0]}], r"event 0 \(push\): missing field 'impulse'"),
-        ([{"time": 0, "type": "push", "point": [0, 0, 0], "impulse": [1, 0, 0], "force": 3}],
-         r"unknown field\(s\) \['force'\]; push takes \['impulse', 'point'\]"),
-        ([{"time": 0, "type": "drop", "object": "box", "height": "high"}],
-         r"field 'height': expected a finite number >= 0, got \"high\""),
+        (
+            [{"time": 0, "type": "push", "point": [0, 0, 0], "impulse": [1, 0, 0], "force": 3}],
+            r"unknown field\(s\) \['force'\]; push takes \['impulse', 'point'\]",
+        ),
+        (
+            [{"time": 0, "type": "drop", "object": "box", "height": "high"}],
+            r"field 'height': expected a finite number >= 0, got \"high\"",
+        ),
         ([{"time": 0, "type": "set_velocity", "object": "box"}], r"give 'linear' and/or 'angular'"),
-        ([{"time": 0, "type": "spawn", "mesh": "nope.glb", "position": [0, 0, 0], "mass": 1}],
-         r"the mesh file .*nope\.glb' does not exist"),
+        (
+            [{"time": 0, "type": "spawn", "mesh": "nope.glb", "position": [0, 0, 0], "mass": 1}],
+            r"the mesh file .*nope\.glb' does not exist",
+        ),
         ([{"time": 0, "type": "remove", "object": ""}], r"field 'object': expected a non-empty string"),
     ],
 )

@@ -14,7 +14,7 @@ from physics import PhysicsWorld, SegmentConfig, find_objects, fit_ground, mass_
 from physics.colliders import convex_decomposition  # noqa: E402
 from physics.segment import merge_objects, rename_object  # noqa: E402
 from scenes import Ground, Scene, SceneError, SceneObject, Splats  # noqa: E402
-from tests.physics._scenes import G, PRIMITIVES, box_collider, primitive_splats  # noqa: E402
+from tests.physics._scenes import PRIMITIVES, G, box_collider, primitive_splats  # noqa: E402
 
 DENSITY = 500.0
 
@@ -198,3 +198,27 @@ def test_merge_and_rename(lifted):
     np.testing.assert_array_equal(renamed.object("crate").splat_indices, scene.object(names[0]).splat_indices)
     with pytest.raises(SceneError, match=r"an object named 'crate' already exists"):
         rename_object(renamed, names[1], "crate")
+
+
+def test_wide_static_structure_becomes_a_mesh_collider_that_stops_objects():
+    splats, labels = primitive_splats(seed=3, spacing=0.01)
+    rng = np.random.default_rng(3)
+    yy, zz = np.meshgrid(np.arange(-0.8, 0.8, 0.01), np.arange(0.0, 0.6, 0.01))
+    wall = np.stack([np.full(yy.size, 0.9), yy.ravel(), zz.ravel()], -1)  # a wall at x = 0.9, too wide to be an object
+    n = len(wall)
+    wall_splats = Splats.from_activated(wall, rng.normal(size=(n, 4)), np.full((n, 3), 0.006), np.full(n, 0.9),
+                                        np.full((n, 3), 0.5))  # fmt: skip
+    scene = segment_scene(Scene(Splats.concat([splats, wall_splats])))
+    assert len(scene.objects) == 3 and scene.ground.mesh is not None
+    lo, hi = scene.ground.mesh.vertices.min(0), scene.ground.mesh.vertices.max(0)
+    assert lo[0] <= 0.9 <= hi[0] + 1e-6 and hi[2] >= 0.59
+    name = next(o.name for o in scene.objects if np.isin(o.splat_indices, labels["box_b"]).all())
+    impulse = [3.0 * scene.object(name).mass, 0.0, 0.0]  # 3 m/s: would slide ~0.95 m, far past the wall
+    free = PhysicsWorld(scene.with_(ground=Ground()))
+    free.push([0.24, 0.35, 0.08], impulse)
+    free.step(2.0)
+    assert free.pose(name)[0] > 1.0
+    walled = PhysicsWorld(scene)
+    walled.push([0.24, 0.35, 0.08], impulse)
+    walled.step(2.0)
+    assert 0.6 < walled.pose(name)[0] < 0.9 - 0.06 + 2e-3  # stopped by the wall's face

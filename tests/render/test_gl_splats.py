@@ -183,3 +183,22 @@ def test_auto_sort_uses_the_cpu_on_a_software_renderer(ctx):
 
     expected = "cpu" if is_software_renderer(ctx) or ctx.version_code < 430 else "gpu"
     assert resolve_sort_mode(ctx, "auto") == expected
+
+
+def test_present_draws_the_frame_into_another_framebuffer(ctx):
+    # what a window does: present() into its framebuffer (here an offscreen RGBA8 one) shows read()'s image
+    splats = _random_splats(100, 0, seed=4)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    with Renderer(ctx, W, H) as r:
+        r.set_splats(splats)
+        frame = r.render_frame(viewmat, intrinsics_from_fov(W, H, 55))
+        target_tex = ctx.texture((W, H), 4)
+        target = ctx.framebuffer([target_tex])
+        try:
+            r.present(target)
+            shown = np.frombuffer(target.read(components=3), np.uint8).reshape(H, W, 3)[::-1]
+        finally:
+            ctx.detect_framebuffer(0).use()  # never leave a released framebuffer bound
+            target.release()
+            target_tex.release()
+    assert np.abs(shown.astype(int) - frame.to_uint8().astype(int)).max() <= 1

@@ -23,6 +23,8 @@ def random_splats(n: int, degree: int = 3, seed: int = 0, *, extent: float = 3.0
     if in_range:
         sh[:, 1:] = np.clip(sh[:, 1:], -0.95, 0.95)
         sh[:, 0] = np.clip(sh[:, 0], -1.7, 1.7)  # colour within [0, 1] and SPZ's DC range
+    else:
+        sh *= 4.0  # colours beyond [0, 1], SH beyond SPZ's [-1, 1]
     return Splats(
         rng.uniform(-extent, extent, (n, 3)),
         rng.normal(size=(n, 4)),

@@ -158,8 +158,10 @@ def main() -> None:
         t0 = time.perf_counter()
         out = segment_scene(scene, SegmentConfig())
         times.append(time.perf_counter() - t0)
-    print(f"segmentation + colliders: {len(scene.splats)} splats -> {len(out.objects)} objects "
-          f"(expected {args.seg_objects}) in {statistics.median(times):.2f} s median of {args.repeats} (target <= 20 s)")
+    print(
+        f"segmentation + colliders: {len(scene.splats)} splats -> {len(out.objects)} objects "
+        f"(expected {args.seg_objects}) in {statistics.median(times):.2f} s median of {args.repeats} (target <= 20 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""Objects of a scene for people: a contact sheet outlining each one, and seeds from clicked pixels.
+
+Rendering goes through ``render.rasterize`` (CPU backend by default) with per-pixel splat ids:
+an object's outline is the boundary of the pixels whose dominant splat belongs to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from scenes.errors import SceneError, ShapeError
+from scenes.scene import Camera, Scene
+
+__all__ = ["render_ids", "overview_camera", "object_camera", "contact_sheet", "click_seed", "object_table"]
+
+_PALETTE = np.array([
+    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
+    [240, 50, 230], [210, 245, 60], [250, 190, 190], [0, 128, 128], [230, 190, 255], [170, 110, 40], [128, 0, 0],
+], np.uint8)  # fmt: skip
+
+
+def render_ids(scene: Scene, camera: Camera, *, backend: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """``(image [H, W, 3] uint8, splat_ids [H, W] int64, -1 where empty)`` of the scene at rest."""
+    import torch
+
+    from render.rasterize import rasterize
+
+    s = scene.splats
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    res = rasterize(t(s.means), t(s.unit_quats), t(s.scales), t(s.opacities), t(s.sh), t(camera.viewmat[None]),
+                    t(camera.K[None]), camera.width, camera.height, backend=backend)  # fmt: skip
+    image = (res.colors[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return image, res.splat_ids[0].numpy().astype(np.int64)
+
+
+def _bounds(scene: Scene) -> tuple[np.ndarray, float]:
+    """Centre and radius of what matters: the objects (else the splats), robustly."""
+    idx = np.concatenate([o.splat_indices for o in scene.objects]) if scene.objects else np.arange(len(scene.splats))
+    pts = scene.splats.means[idx].astype(np.float64)
+    if len(pts) == 0:
+        raise SceneError("the scene has no splats to look at")
+    lo, hi = np.percentile(pts, [1, 99], axis=0)
+    return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
+
+
+def overview_camera(scene: Scene, width: int = 384, height: int = 288) -> Camera:
+    """The first capture camera (scaled to ``width``), else a camera 35 degrees above the objects."""
+    if scene.capture_cameras:
+        cam = scene.capture_cameras[0]
+        return cam.scaled(width / cam.width)
+    center, radius = _bounds(scene)
+    eye = center + 2.4 * radius * np.array([0.6, -0.55, 0.58])
+    return Camera.look_at(eye, center, width=width, height=height, fov_y_deg=50.0)
+
+
+def object_camera(scene: Scene, name: str, view: Camera, width: int = 256, height: int = 192) -> Camera:
+    """A camera looking at object ``name`` from the direction of ``view``, framing its splats."""
+    obj = scene.object(name)
+    pts = scene.splats.means[obj.splat_indices].astype(np.float64)
+    if len(pts) == 0:
+        raise SceneError(f"object {name!r} has no splats to look at")
+    center = (pts.min(0) + pts.max(0)) / 2
+    radius = max(float(np.linalg.norm(pts.max(0) - pts.min(0))) / 2, 1e-3)
+    direction = view.position - center
+    direction /= max(np.linalg.norm(direction), 1e-9)
+    dist = radius / np.tan(np.radians(40.0) / 2) * 1.15
+    return Camera.look_at(center + dist * direction, center, width=width, height=height, fov_y_deg=40.0)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:  # [H, W] bool -> [H, W] bool, 2 px thick
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    edge = mask & ~binary_erosion(mask)
+    return binary_dilation(edge, iterations=1)
+
+
+def _label(image: np.ndarray, text: str, color) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(image)
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([0, 0, 7 * len(text) + 6, 14], fill=(0, 0, 0))
+    draw.text((3, 1), text, fill=tuple(int(c) for c in color))
+    return np.asarray(im)
+
+
+def contact_sheet(scene: Scene, path: str | Path, *, backend: str = "cpu", columns: int = 4) -> Path:
+    """Write a PNG: an overview with every object outlined in its colour, then one framed tile per object."""
+    from PIL import Image
+
+    if not scene.objects:
+        raise SceneError("the scene has no objects to show; find them first (hybrid objects SCENE --detect)")
+    view = overview_camera(scene)
+    image, ids = render_ids(scene, view, backend=backend)
+    owner = np.full(len(scene.splats) + 1, -1, np.int64)  # splat -> object index; ids of -1 map to the last slot
+    for k, o in enumerate(scene.objects):
+        owner[o.splat_indices] = k
+    who = owner[ids]
+    overview = image.copy()
+    for k in range(len(scene.objects)):
+        overview[_outline(who == k)] = _PALETTE[k % len(_PALETTE)]
+    tiles = [_label(overview, "all objects", (255, 255, 255))]
+    for k, o in enumerate(scene.objects):
+        cam = object_camera(scene, o.name, view)
+        tile, tids = render_ids(scene, cam, backend=backend)
+        tile = tile.copy()
+        tile[_outline(owner[tids] == k)] = _PALETTE[k % len(_PALETTE)]
+        tiles.append(_label(tile, f"{o.name}  {o.mass:.2f} kg", _PALETTE[k % len(_PALETTE)]))
+    th, tw = 192, 256
+    tiles = [np.asarray(Image.fromarray(t).resize((tw, th), Image.NEAREST)) for t in tiles]  # keeps outline colours
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = np.zeros((rows * th, min(columns, len(tiles)) * tw, 3), np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = t
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path)
+    return path
+
+
+def click_seed(scene: Scene, camera_index: int, u: float, v: float, *, backend: str = "cpu") -> np.ndarray:
+    """The world point under pixel ``(u, v)`` of capture camera ``camera_index``: its dominant splat's centre."""
+    cams = scene.capture_cameras
+    if not cams:
+        raise SceneError("--click needs the scene's capture cameras, and this scene has none; use --object x,y,z")
+    if not 0 <= camera_index < len(cams):
+        raise ShapeError(
+            f"--click: camera index {camera_index} out of range; the scene has {len(cams)} capture cameras"
+        )
+    cam = cams[camera_index]
+    if not (0 <= u < cam.width and 0 <= v < cam.height):
+        raise ShapeError(
+            f"--click: pixel ({u}, {v}) is outside capture camera {camera_index} ({cam.width}x{cam.height})"
+        )
+    factor = min(1.0, 640 / cam.width)
+    small = cam.scaled(factor)
+    _, ids = render_ids(scene, small, backend=backend)
+    col = min(int(u * factor), small.width - 1)
+    row = min(int(v * factor), small.height - 1)
+    sid = int(ids[row, col])
+    if sid < 0:
+        raise SceneError(f"--click: pixel ({u}, {v}) of capture camera {camera_index} shows no splat")
+    return scene.splats.means[sid].astype(np.float64)
+
+
+def object_table(scene: Scene) -> list[dict]:
+    """One row per object: name, splats, mass, position, size (collider extent), friction, restitution, static."""
+    rows = []
+    for o in scene.objects:
+        size = np.ptp(o.collider.vertices, axis=0).tolist() if o.collider is not None else None
+        rows.append({"name": o.name, "splats": int(o.splat_indices.size), "mass": o.mass, "position": list(o.position),
+                     "size": size, "friction": o.friction, "restitution": o.restitution, "static": o.static})  # fmt: skip
+    return rows
