@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenes import FormatError, Splats
-from scenes.formats import decode_splats
-from scenes.formats import compressed_ply, spz
+from scenes.formats import compressed_ply, decode_splats, spz
 from scenes.formats import splat as splat_format
 from tests.scenes._formats_support import random_splats
 
@@ -174,3 +173,22 @@ def _raise(data: bytes, fmt: str) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert peak < 4 * MB
+
+
+def test_mutated_ply_files_on_disk_raise_format_error_only(tmp_path):
+    """The streaming reader used for PLY files on disk (not the in-memory decoder) under the same mutations."""
+    from scenes.formats import read_splats
+
+    path = tmp_path / "m.ply"
+
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
+              HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(mutated(SEEDS["ply"]))
+    def run(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            assert isinstance(read_splats(path, format="ply"), Splats)
+        except FormatError:
+            pass
+
+    run()
