@@ -162,6 +162,7 @@ class _RasterMeta:
     width: int
     height: int
     want_depth: bool
+    want_ids: bool
     depth_limit: Tensor | None  # [C, H, W]
     absgrad: bool
 
@@ -198,8 +199,8 @@ class _Rasterize(torch.autograd.Function):
         limit = meta.depth_limit
         limit_np = _np(limit) if limit is not None else np.zeros((1, 1, 1), dt)
         k.raster_fwd(
-            pk, _np(colors), bg, has_bg, meta.want_depth, offsets, ids, limit_np, limit is not None, w, h, n_tx,
-            n_ty, out_rgb.numpy(), out_depth.numpy(), out_alpha.numpy(), out_t, out_last, out_ids.numpy(),
+            pk, _np(colors), bg, has_bg, meta.want_depth, meta.want_ids, offsets, ids, limit_np, limit is not None, w,
+            h, n_tx, n_ty, out_rgb.numpy(), out_depth.numpy(), out_alpha.numpy(), out_t, out_last, out_ids.numpy(),
         )  # fmt: skip
         ctx.save_for_backward(means2d, colors)
         ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty)
@@ -253,7 +254,8 @@ def run(req: RasterRequest) -> RasterResult:
     else:
         colors = _ShColors.apply(req.means, req.colors, campos_of(req.viewmats), radii, req.sh_degree)
     bg = req.backgrounds if req.wants_rgb else None
-    meta = _RasterMeta(pk, radii, rects, req.width, req.height, req.wants_depth, req.depth_limit, req.options.absgrad)
+    meta = _RasterMeta(pk, radii, rects, req.width, req.height, req.wants_depth, req.options.splat_ids,
+                       req.depth_limit, req.options.absgrad)  # fmt: skip
     rgb, depth, alphas, ids = _Rasterize.apply(means2d, conics, colors, opac, depths, bg, meta)
     depth_out = None
     if req.wants_depth:

@@ -575,42 +575,76 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
 
 
 # ----------------------------------------------------------------------------------------- compositing
+# 2^-k for the float32 exponential below
+_POW2_NEG = np.array([2.0**-k for k in range(128)], np.float32)
+
+
 @njit(cache=True)
-def _rows(pk, c, g, y0, y1):
-    """Rows of the tile [y0, y1) that can hold pixels with alpha >= 1/255 (inside the box and the ellipse)."""
-    my, ry = pk[c, g, P_MY], pk[c, g, P_RY]
+def _exp_neg(s, fast):
+    """exp(-s) for s >= 0: a Cephes-style float32 polynomial (about 1 ulp) when fast, else math.exp."""
+    if not fast:
+        return math.exp(-s)
+    ft = type(s)
+    if s > ft(87.0):
+        return ft(0.0)
+    x = -s
+    k = math.floor(x * ft(1.4426950408889634) + ft(0.5))  # k in [-126, 0]
+    kf = ft(k)
+    x = x - kf * ft(0.693359375)
+    x = x - kf * ft(-2.12194440e-4)
+    z = x * x
+    y = ft(1.9875691500e-4)
+    y = y * x + ft(1.3981999507e-3)
+    y = y * x + ft(8.3334519073e-3)
+    y = y * x + ft(4.1665795894e-2)
+    y = y * x + ft(1.6666665459e-1)
+    y = y * x + ft(5.0000001201e-1)
+    y = y * z + x + ft(1.0)
+    return y * _POW2_NEG[-k]
+
+
+@njit(cache=True)
+def _setup(pk, c, g, x0, y0, x1, y1):
+    """Per splat and tile: the rows [r0, r1) and the constants of the per-row column span.
+
+    A pixel can only have alpha >= 1/255 inside the bounding box and inside the ellipse
+    sigma <= ln(255 o) (+ SPAN_MARGIN); the span is that ellipse's chord on the row.
+    """
+    mx, my, rx, ry = pk[c, g, P_MX], pk[c, g, P_MY], pk[c, g, P_RX], pk[c, g, P_RY]
     ca, cb, cc, smax = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_SMAX]
     det = ca * cc - cb * cb
     r0 = max(y0, int(math.floor(my - ry)))
     r1 = min(y1, int(math.floor(my + ry)) + 1)
-    if det > 0 and ca > 0:
-        hy = math.sqrt((smax + smax) * ca / det)  # |dy| bound of the ellipse sigma <= smax
+    bx0 = max(x0, int(math.floor(mx - rx)))
+    bx1 = min(x1, int(math.floor(mx + rx)) + 1)
+    two_s_ca = (smax + smax) * ca
+    ellipse = det > 0 and ca > 0
+    inv_ca = cb_ca = ca - ca
+    if ellipse:
+        hy = math.sqrt(two_s_ca / det)  # |dy| bound of the ellipse
         r0 = max(r0, int(math.floor(my - hy)))
         r1 = min(r1, int(math.floor(my + hy)) + 1)
-    return r0, r1, det
+        inv_ca = (ca - ca + 1) / ca
+        cb_ca = cb * inv_ca
+    return r0, r1, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca
 
 
 @njit(cache=True)
-def _span(pk, c, g, dy, det, x0, x1):
-    """Columns [a, b) of the tile row at offset dy (= my - py - 0.5) inside the box and the ellipse."""
-    mx, rx = pk[c, g, P_MX], pk[c, g, P_RX]
-    ca, cb, smax = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_SMAX]
-    a = max(x0, int(math.floor(mx - rx)))
-    b = min(x1, int(math.floor(mx + rx)) + 1)
-    if det > 0 and ca > 0:
-        disc = (smax + smax) * ca - det * dy * dy
-        if disc < 0:
-            return 0, 0
-        hw = math.sqrt(disc) / ca  # dx in [mid - hw, mid + hw]; pixel centre px + 0.5 = mx - dx
-        mid = mx + cb * dy / ca
-        a = max(a, int(math.floor(mid - hw)))
-        b = min(b, int(math.floor(mid + hw)) + 1)
-    return a, b
+def _span(mx, dy, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca):
+    """Columns [a, b) of a row at offset dy = my - (py + 0.5)."""
+    if not ellipse:
+        return bx0, bx1
+    disc = two_s_ca - det * dy * dy
+    if disc < 0:
+        return 0, 0
+    hw = math.sqrt(disc) * inv_ca  # pixel centre px + 0.5 = mx - dx, dx in [-cb dy / ca -+ hw]
+    mid = mx + cb_ca * dy
+    return max(bx0, int(math.floor(mid - hw))), min(bx1, int(math.floor(mid + hw)) + 1)
 
 
 @njit(parallel=True, cache=True)
 def raster_fwd(
-    pk, colors, bg, has_bg, want_depth, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
+    pk, colors, bg, has_bg, want_depth, want_ids, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
     out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
 ):  # fmt: skip
     """Front-to-back compositing, one tile per parallel job.
@@ -622,10 +656,12 @@ def raster_fwd(
     """
     n_cam = pk.shape[0]
     nf = colors.shape[2]
+    rgb3 = nf == 3
     per_cam = colors.shape[0] > 1
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
+    fast = dt.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
     for job in prange(n_cam * n_tiles):
@@ -639,7 +675,7 @@ def raster_fwd(
         tw = x1 - x0
         npix = tw * (y1 - y0)
         trans = np.ones(npix, dt)
-        acc = np.zeros((npix, nf), dt)
+        acc = np.zeros((npix, max(nf, 1)), dt)
         acc_z = np.zeros(npix, dt)
         done = np.zeros(npix, np.bool_)
         last = np.full(npix, -1, np.int32)
@@ -650,10 +686,13 @@ def raster_fwd(
             g = ids[k]
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
             ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
-            r0, r1, det = _rows(pk, c, g, y0, y1)
+            c0 = c1 = c2 = zero
+            if rgb3:
+                c0, c1, c2 = colors[cc_, g, 0], colors[cc_, g, 1], colors[cc_, g, 2]
+            r0, r1, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca = _setup(pk, c, g, x0, y0, x1, y1)
             for py in range(r0, r1):
                 dy = my - (ft(py) + half)
-                a, b = _span(pk, c, g, dy, det, x0, x1)
+                a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
                 row = (py - y0) * tw - x0
                 for px in range(a, b):
                     p = row + px
@@ -667,7 +706,7 @@ def raster_fwd(
                     sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                     if sigma < zero:
                         continue
-                    alpha = min(amax, op * math.exp(-sigma))
+                    alpha = min(amax, op * _exp_neg(sigma, fast))
                     if alpha < athr:
                         continue
                     t = trans[p]
@@ -677,10 +716,16 @@ def raster_fwd(
                         n_done += 1
                         continue
                     vis = alpha * t
-                    for f in range(nf):
-                        acc[p, f] += colors[cc_, g, f] * vis
-                    acc_z[p] += zg * vis
-                    if vis > best[p]:
+                    if rgb3:
+                        acc[p, 0] += c0 * vis
+                        acc[p, 1] += c1 * vis
+                        acc[p, 2] += c2 * vis
+                    else:
+                        for f in range(nf):
+                            acc[p, f] += colors[cc_, g, f] * vis
+                    if want_depth:
+                        acc_z[p] += zg * vis
+                    if want_ids and vis > best[p]:
                         best[p] = vis
                         best_id[p] = g
                     trans[p] = next_t
@@ -717,10 +762,12 @@ def raster_bwd(
     """
     n_cam = pk.shape[0]
     nf = colors.shape[2]
+    rgb3 = nf == 3
     per_cam = colors.shape[0] > 1
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
+    fast = dt.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
     for job in prange(n_cam * n_tiles):
@@ -733,17 +780,19 @@ def raster_bwd(
         y1 = min(y0 + TILE, height)
         tw = x1 - x0
         npix = tw * (y1 - y0)
-        trans = np.empty(npix, dt)
-        v_t_fin = np.empty(npix, dt)  # dL/dT_final from alpha (= 1 - T) and the background
-        last = np.empty(npix, np.int32)
-        vpix = np.empty((npix, nf), dt)
-        vz = np.empty(npix, dt)
-        buf = np.zeros((npix, nf), dt)
-        buf_z = np.zeros(npix, dt)
-        vf = np.empty(nf, dt)
-        k_max = -1
         for f in range(nf):
             v_bg_tiles[job, f] = zero
+        if offsets[job + 1] == offsets[job] and not has_bg:
+            continue
+        trans = np.empty(npix, dt)
+        v_t_fin = np.empty(npix, dt)  # dL/dT_final (from alpha = 1 - T and the background) times T_final
+        last = np.empty(npix, np.int32)
+        vpix = np.empty((npix, max(nf, 1)), dt)
+        vz = np.empty(npix, dt)
+        buf = np.zeros((npix, max(nf, 1)), dt)
+        buf_z = np.zeros(npix, dt)
+        vf = np.empty(max(nf, 1), dt)
+        k_max = -1
         for py in range(y0, y1):
             for px in range(x0, x1):
                 p = (py - y0) * tw + px - x0
@@ -757,18 +806,22 @@ def raster_bwd(
                     if has_bg:
                         vtf += bg[c, f] * v_rgb[c, py, px, f]
                         v_bg_tiles[job, f] += t * v_rgb[c, py, px, f]
-                v_t_fin[p] = vtf * t  # times T_final: d T_final / d alpha_k = -T_final / (1 - alpha_k)
+                v_t_fin[p] = vtf * t  # d T_final / d alpha_k = -T_final / (1 - alpha_k)
                 vz[p] = v_depth[c, py, px, 0] if want_depth else zero
         for k in range(k_max, offsets[job] - 1, -1):
             g = ids[k]
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
             ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
+            c0 = c1 = c2 = zero
+            if rgb3:
+                c0, c1, c2 = colors[cc_, g, 0], colors[cc_, g, 1], colors[cc_, g, 2]
             vmx, vmy, va, vb, vc, vop, amx, amy, vzg = zero, zero, zero, zero, zero, zero, zero, zero, zero
+            vf0 = vf1 = vf2 = zero
             vf[:] = zero
-            r0, r1, det = _rows(pk, c, g, y0, y1)
+            r0, r1, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca = _setup(pk, c, g, x0, y0, x1, y1)
             for py in range(r0, r1):
                 dy = my - (ft(py) + half)
-                a, b = _span(pk, c, g, dy, det, x0, x1)
+                a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
                 row = (py - y0) * tw - x0
                 for px in range(a, b):
                     p = row + px
@@ -778,7 +831,7 @@ def raster_bwd(
                     sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                     if sigma < zero:
                         continue
-                    vis = math.exp(-sigma)
+                    vis = _exp_neg(sigma, fast)
                     alpha = min(amax, op * vis)
                     if alpha < athr:
                         continue
@@ -787,10 +840,21 @@ def raster_bwd(
                     trans[p] = t
                     fac = alpha * t
                     v_a = -v_t_fin[p] * ra
-                    for f in range(nf):
-                        vf[f] += fac * vpix[p, f]
-                        v_a += (colors[cc_, g, f] * t - buf[p, f] * ra) * vpix[p, f]
-                        buf[p, f] += colors[cc_, g, f] * fac
+                    if rgb3:
+                        g0, g1, g2 = vpix[p, 0], vpix[p, 1], vpix[p, 2]
+                        vf0 += fac * g0
+                        vf1 += fac * g1
+                        vf2 += fac * g2
+                        v_a += (c0 * t - buf[p, 0] * ra) * g0 + (c1 * t - buf[p, 1] * ra) * g1 + (
+                            c2 * t - buf[p, 2] * ra) * g2  # fmt: skip
+                        buf[p, 0] += c0 * fac
+                        buf[p, 1] += c1 * fac
+                        buf[p, 2] += c2 * fac
+                    else:
+                        for f in range(nf):
+                            vf[f] += fac * vpix[p, f]
+                            v_a += (colors[cc_, g, f] * t - buf[p, f] * ra) * vpix[p, f]
+                            buf[p, f] += colors[cc_, g, f] * fac
                     if want_depth:
                         vzg += fac * vz[p]
                         v_a += (zg * t - buf_z[p] * ra) * vz[p]
@@ -818,8 +882,13 @@ def raster_bwd(
             grads[i, G_AX] = amx
             grads[i, G_AY] = amy
             grads[i, G_Z] = vzg
-            for f in range(nf):
-                grads[i, G_RGB + f] = vf[f]
+            if rgb3:
+                grads[i, G_RGB] = vf0
+                grads[i, G_RGB + 1] = vf1
+                grads[i, G_RGB + 2] = vf2
+            else:
+                for f in range(nf):
+                    grads[i, G_RGB + f] = vf[f]
 
 
 @njit(parallel=True, cache=True)

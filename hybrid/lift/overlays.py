@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OverlayOptions", "OverlayResult", "detect_static_overlay"]
+__all__ = ["OverlayOptions", "OverlayResult", "detect_static_overlay", "static_share"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class OverlayOptions:
     min_gradient: float = 0.015  # minimum |mean gradient| (grey levels in 0-1 per pixel) of an overlay edge
     max_fraction: float = 0.3  # a mask larger than this fraction of the image means the camera is static: no mask
     min_frames: int = 8  # fewer frames than this: no detection
+    static_share: float = 0.2  # more textured pixels than this share with static edges: a static camera, no mask
     min_area: int = 12  # connected overlay parts smaller than this many pixels are ignored
     margin: int = 2  # pixels added around the mask (compression ringing)
 
@@ -54,20 +55,10 @@ def _grey(frames: np.ndarray) -> np.ndarray:  # [T, H, W, 3] uint8 -> [T, H, W] 
     return (frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
 
 
-def detect_static_overlay(
-    frames: np.ndarray,  # [T, H, W, 3] uint8 frames of a moving camera
-    opts: OverlayOptions | None = None,
-) -> OverlayResult:
-    """Find pixels covered by a static overlay (see the module docstring)."""
-    from scipy import ndimage
-
-    opts = opts or OverlayOptions()
+def _stats(frames: np.ndarray, max_frames: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel: |mean gradient|, mean |gradient|, coherence and the largest channel's temporal std."""
     T, H, W = frames.shape[:3]
-    empty = np.zeros((H, W), bool)
-    if T < opts.min_frames:
-        return OverlayResult(empty, 0.0, (), f"only {T} frames; overlay detection needs {opts.min_frames}")
-    # Use at most 48 frames spread over the video: enough for the statistics, cheap on memory.
-    pick = np.linspace(0, T - 1, min(T, 48)).round().astype(int)
+    pick = np.linspace(0, T - 1, min(T, max_frames)).round().astype(int)
     sum_g = np.zeros((H, W, 2), np.float64)
     sum_abs = np.zeros((H, W), np.float64)
     sum_v = np.zeros((H, W, 3), np.float64)
@@ -88,11 +79,36 @@ def detect_static_overlay(
     mean_g = np.hypot(sum_g[..., 0], sum_g[..., 1]) / n
     mean_abs = sum_abs / n
     coherence = mean_g / (mean_abs + 1e-6)
-    std = np.sqrt(np.maximum(sum_v2 / n - (sum_v / n) ** 2, 0)).max(axis=-1)  # [H, W] largest channel std
+    std = np.sqrt(np.maximum(sum_v2 / n - (sum_v / n) ** 2, 0)).max(axis=-1)
+    return mean_g, mean_abs, coherence, std
 
+
+def static_share(frames: np.ndarray, opts: OverlayOptions | None = None) -> float:
+    """Share of the textured pixels whose edges never move (near 0 for a moving camera, large for a static one)."""
+    opts = opts or OverlayOptions()
+    _, mean_abs, coherence, _ = _stats(frames)
     textured = mean_abs > opts.min_gradient
-    if textured.sum() > 0.05 * H * W and np.median(coherence[textured]) > 0.5:
-        return OverlayResult(empty, 0.0, (), "the image hardly changes over time (static camera?): no overlay mask")
+    if textured.sum() < 100:
+        return 0.0
+    return float((coherence[textured] > opts.coherence).mean())
+
+
+def detect_static_overlay(
+    frames: np.ndarray,  # [T, H, W, 3] uint8 frames of a moving camera
+    opts: OverlayOptions | None = None,
+) -> OverlayResult:
+    """Find pixels covered by a static overlay (see the module docstring)."""
+    from scipy import ndimage
+
+    opts = opts or OverlayOptions()
+    T, H, W = frames.shape[:3]
+    empty = np.zeros((H, W), bool)
+    if T < opts.min_frames:
+        return OverlayResult(empty, 0.0, (), f"only {T} frames; overlay detection needs {opts.min_frames}")
+    mean_g, mean_abs, coherence, std = _stats(frames)
+    textured = mean_abs > opts.min_gradient
+    if textured.sum() > 0.05 * H * W and (coherence[textured] > opts.coherence).mean() > opts.static_share:
+        return OverlayResult(empty, 0.0, (), "much of the image does not move (static camera?): no overlay mask")
 
     edges = (coherence > opts.coherence) & (mean_g > opts.min_gradient)
     edges = ndimage.binary_opening(edges, np.ones((1, 2), bool)) | ndimage.binary_opening(edges, np.ones((2, 1), bool))

@@ -49,13 +49,15 @@ def make_splats(n: int, seed: int = 0) -> Splats:
     )
 
 
-def timed(fn, runs: int) -> list[float]:
-    out = []
+def timed(fn, runs: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each run (CPU time shows the cost when the machine is shared)."""
+    wall, cpu = [], []
     for _ in range(runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t)
-    return out
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
 
 
 def raw_copy(src: Path, dst: Path) -> None:
@@ -83,6 +85,7 @@ def main() -> None:
         d = Path(tmp)
         ply, spz, copy = d / "scene.ply", d / "scene.spz", d / "copy.bin"
         results: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         steps = [
             ("PLY write", lambda: write_splats(s, ply)),
             ("PLY read", lambda: read_splats(ply)),
@@ -94,15 +97,19 @@ def main() -> None:
         for name, fn in steps:
             with console.status(f"{name} x {args.runs}"):
                 fn()  # warm-up: page cache, first-touch allocations
-                results[name] = timed(fn, args.runs)
+                results[name], cpu[name] = timed(fn, args.runs)
         size = ply.stat().st_size
         spz_size = spz.stat().st_size
     med = {k: statistics.median(v) for k, v in results.items()}
-    table = Table("step", "median s", "min s", "MB/s (PLY bytes)", title=f"{args.splats:,} splats, SH degree 3, "
+    table = Table("step", "median s", "min s", "median CPU s", "MB/s (PLY bytes)", title=f"{args.splats:,} splats, SH degree 3, "
                   f"PLY {size / 1e6:.0f} MB, SPZ {spz_size / 1e6:.1f} MB, {args.runs} runs")  # fmt: skip
     for k, v in results.items():
-        table.add_row(k, f"{med[k]:.3f}", f"{min(v):.3f}", f"{size / med[k] / 1e6:.0f}")
+        table.add_row(
+            k, f"{med[k]:.3f}", f"{min(v):.3f}", f"{statistics.median(cpu[k]):.3f}", f"{size / med[k] / 1e6:.0f}"
+        )
     console.print(table)
+    if hasattr(os, "getloadavg"):
+        console.print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     copy_t = med["raw copy (read + write)"]
     ratios = {
         "PLY read / raw copy throughput": copy_t / med["PLY read"],
