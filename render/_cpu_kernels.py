@@ -624,7 +624,7 @@ def _setup(pk, c, g, x0, y0, x1, y1):
         hy = math.sqrt(two_s_ca / det)  # |dy| bound of the ellipse
         r0 = max(r0, int(math.floor(my - hy)))
         r1 = min(r1, int(math.floor(my + hy)) + 1)
-        inv_ca = (ca - ca + 1) / ca
+        inv_ca = type(ca)(1.0) / ca
         cb_ca = cb * inv_ca
     return r0, r1, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca
 
@@ -661,7 +661,7 @@ def raster_fwd(
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
-    fast = dt.itemsize == 4
+    fast = pk.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
     for job in prange(n_cam * n_tiles):
@@ -767,7 +767,7 @@ def raster_bwd(
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
-    fast = dt.itemsize == 4
+    fast = pk.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
     for job in prange(n_cam * n_tiles):

@@ -1,4 +1,5 @@
 """The scene model and its file formats."""
+from scenes.cameras import read_cameras_file, read_colmap_model, read_transforms_json, write_transforms_json
 from scenes.errors import (
     BackendError,
     FormatError,
@@ -8,7 +9,6 @@ from scenes.errors import (
     SceneError,
     ShapeError,
 )
-from scenes.cameras import read_cameras_file, read_colmap_model, read_transforms_json, write_transforms_json
 from scenes.folder import load_scene, save_scene
 from scenes.formats import read_splats, write_splats
 from scenes.scene import Camera, ColliderMesh, Ground, Light, Scene, SceneObject

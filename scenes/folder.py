@@ -122,7 +122,13 @@ def _write_folder(scene: Scene, root: Path) -> None:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(root / rel))
             manifest["weights"][model] = rel
     _write_json(root / MANIFEST, manifest)
-    for dirpath, _dirs, _files in os.walk(root):
+    for dirpath, _dirs, files in os.walk(root):  # everything on disk before the swap makes it visible
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         _fsync_dir(Path(dirpath))
 
 

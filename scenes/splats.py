@@ -81,6 +81,8 @@ class Splats:
             raise ShapeError(f"Splats.sh: expected shape (N={n}, K, 3), got {sh.shape}")
         sh_degree_from_coeffs(sh.shape[1])
         for name, arr in arrays.items():
+            if np.isfinite(arr).all():  # fast path: no per-element bookkeeping for clean data
+                continue
             bad = ~np.isfinite(arr)
             if name == "opacity_logits":
                 bad &= ~np.isposinf(arr)
@@ -89,7 +91,8 @@ class Splats:
                 rows = np.unique(np.nonzero(bad)[0])
                 raise ShapeError(
                     f"Splats.{name}: {count} non-finite value(s) in {rows.size} splat(s) "
-                    f"(first at index {int(rows[0])}); remove or repair them (Splats.drop_invalid)"
+                    f"(first at index {int(rows[0])}); remove or repair them (read_splats(..., drop_invalid=True) or "
+                    "`hybrid convert --drop-invalid` drop such splats)"
                 )
         norms = np.linalg.norm(arrays["quats"], axis=1)
         zero = int((norms == 0).sum())

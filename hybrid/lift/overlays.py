@@ -28,7 +28,7 @@ class OverlayOptions:
     min_gradient: float = 0.015  # minimum |mean gradient| (grey levels in 0-1 per pixel) of an overlay edge
     max_fraction: float = 0.3  # a mask larger than this fraction of the image means the camera is static: no mask
     min_frames: int = 8  # fewer frames than this: no detection
-    static_share: float = 0.2  # more textured pixels than this share with static edges: a static camera, no mask
+    static_share: float = 0.1  # more textured pixels than this share with static edges: a static camera, no mask
     min_area: int = 12  # connected overlay parts smaller than this many pixels are ignored
     margin: int = 2  # pixels added around the mask (compression ringing)
 

@@ -182,6 +182,25 @@ def parallax_check(db_path: Path, min_gap: int = 4) -> dict:
     return {"pairs": len(shares), "static_share": float(np.median(shares)), "median_flow": float(np.median(flows))}
 
 
+def _map(pycolmap, db: Path, image_dir: Path, out: Path, opts: SfmOptions, relaxed: bool):
+    """Incremental mapping with one shared camera; the largest model, or None."""
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = opts.num_threads
+    options.random_seed = opts.seed
+    options.max_runtime_seconds = int(opts.max_runtime)
+    options.multiple_models = False
+    options.ba_refine_principal_point = False
+    if relaxed:
+        options.mapper.abs_pose_min_num_inliers = 15
+        options.mapper.abs_pose_min_inlier_ratio = 0.15
+        options.mapper.max_reg_trials = 5
+    out.mkdir(parents=True, exist_ok=True)
+    recs = pycolmap.incremental_mapping(db, image_dir, out, options=options)
+    if not recs:
+        return None
+    return max(recs.values(), key=lambda r: r.num_reg_images())
+
+
 def _camera_from_colmap(image, camera) -> Camera:
     V = np.eye(4)
     V[:3, :4] = image.cam_from_world().matrix()
@@ -229,6 +248,8 @@ def run_sfm(
         Path(str(db) + suffix).unlink(missing_ok=True)
     pycolmap.set_random_seed(opts.seed)
     stats: dict = {"frames": T}
+    if T > opts.exhaustive_below:
+        _quick_static_check(pycolmap, images, names, work, opts, mask_path, stats)
     t0 = time.perf_counter()
     _extract(pycolmap, db, image_dir, names, opts, mask_path, opts.camera_model)
     stats["extract_s"] = time.perf_counter() - t0
@@ -240,30 +261,22 @@ def run_sfm(
         px = parallax_check(db)
         stats["parallax"] = px
         if px["pairs"] and px["static_share"] > opts.static_share:
-            raise ReconstructionError(
-                f"0 of {T} frames registered: the camera barely moves (no parallax): "
-                f"{px['static_share']:.0%} of the feature matches between frames far apart stay at the same "
-                "pixels. Lifting needs a camera that moves around the scene (an orbit or a walk past it); "
-                "give such a video, or images with known cameras (a transforms.json or a COLMAP model).",
-                registered=0, total=T, reason="no parallax",
-            )
+            _raise_static(T, px["static_share"])
         if px["pairs"] == 0:
             _raise_unmatched(T, db)
 
     t0 = time.perf_counter()
-    options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = opts.num_threads
-    options.random_seed = opts.seed
-    options.max_runtime_seconds = int(opts.max_runtime)
-    options.multiple_models = False
-    options.ba_refine_principal_point = False
-    out = work / "sparse"
-    out.mkdir(exist_ok=True)
-    recs = pycolmap.incremental_mapping(db, image_dir, out, options=options)
+    rec = _map(pycolmap, db, image_dir, work / "sparse", opts, relaxed=False)
+    if rec is None or rec.num_reg_images() < T:
+        # Second try with a lower bar for registering a frame (COLMAP's default wants 30 inliers).
+        first = 0 if rec is None else rec.num_reg_images()
+        retry = _map(pycolmap, db, image_dir, work / "sparse_relaxed", opts, relaxed=True)
+        if retry is not None and retry.num_reg_images() > first:
+            rec = retry
+            stats["relaxed_registration"] = f"{first} -> {retry.num_reg_images()} frames"
     stats["map_s"] = time.perf_counter() - t0
-    if not recs:
+    if rec is None:
         _raise_unmatched(T, db, mapped=True)
-    rec = max(recs.values(), key=lambda r: r.num_reg_images())
     by_name = {im.name: im for im in rec.images.values() if im.has_pose}
     cameras = tuple(
         _camera_from_colmap(by_name[n], rec.cameras[by_name[n].camera_id]) if n in by_name else None for n in names
@@ -298,6 +311,39 @@ def run_sfm(
         )
     keep = err < 4.0
     return SfmResult(cameras, xyz[keep], rgb[keep], stats)
+
+
+def _raise_static(T: int, share: float) -> None:
+    raise ReconstructionError(
+        f"0 of {T} frames registered: the camera barely moves (no parallax): {share:.0%} of the feature "
+        "matches between frames far apart stay at the same pixels. Lifting needs a camera that moves around "
+        "the scene (an orbit or a walk past it); give such a video, or images with known cameras "
+        "(a transforms.json or a COLMAP model).",
+        registered=0, total=T, reason="no parallax",
+    )
+
+
+def _quick_static_check(pycolmap, images, names, work: Path, opts: SfmOptions, mask_path, stats: dict) -> None:
+    """Fail fast on a static camera: if many image edges never move, match 12 frames spread over the video."""
+    from hybrid.lift.overlays import static_share
+
+    share = static_share(images)
+    stats["static_edge_share"] = share
+    if share < 0.08:
+        return
+    pick = np.linspace(0, len(names) - 1, 12).round().astype(int)
+    db = work / "precheck.db"
+    for suffix in ("", "-shm", "-wal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    sub = [names[i] for i in pick]
+    _extract(pycolmap, db, work / "images", sub, opts, mask_path, opts.camera_model)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = opts.num_threads
+    pycolmap.match_exhaustive(db, matching_options=matching, device=_device(pycolmap))
+    px = parallax_check(db, min_gap=2)
+    stats["precheck"] = px
+    if px["pairs"] and px["static_share"] > opts.static_share:
+        _raise_static(len(names), px["static_share"])
 
 
 def _short(items: list[str], n: int = 6) -> str:

@@ -192,3 +192,22 @@ def test_gsplat_exporter_ply_reads_back_exactly(tmp_path):
     # and the same values written by us read back identically
     write_splats(s, tmp_path / "ours.ply")
     _assert_same(read_splats(tmp_path / "ours.ply"), read_splats(tmp_path / "g.ply"))
+
+
+def test_why_we_do_not_delegate_to_gsplat_exporter(tmp_path):
+    """gsplat 1.5.3's exporter filters rows with ``isinf(opacities).any(dim=0)``, a scalar that is true for every
+    row once one opacity is +inf (which real files hold): it writes an empty file. Our writer keeps every splat."""
+    torch = pytest.importorskip("torch")
+    exporter = pytest.importorskip("gsplat.exporter", reason="gsplat not installed (pip install gsplat==1.5.3)")
+    s = random_splats(10, 0, seed=6)
+    logits = s.opacity_logits.copy()
+    logits[3] = np.inf
+    s = s.with_(opacity_logits=logits)
+    data = exporter.export_splats(
+        torch.from_numpy(s.means), torch.from_numpy(s.log_scales), torch.from_numpy(s.quats),
+        torch.from_numpy(s.opacity_logits), torch.from_numpy(s.sh[:, :1].copy()), torch.zeros(10, 0, 3), format="ply",
+    )  # fmt: skip
+    assert b"element vertex 0\n" in data
+    write_splats(s, tmp_path / "ours.ply")
+    r = read_splats(tmp_path / "ours.ply")
+    assert len(r) == 10 and np.isposinf(r.opacity_logits[3])
