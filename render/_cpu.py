@@ -58,7 +58,8 @@ def _prepare_numba_cache() -> None:
 
 
 def _np(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+    """A C-contiguous numpy view (or numpy copy) of a CPU tensor; numpy copies avoid torch's thread pool."""
+    return np.ascontiguousarray(t.detach().numpy())
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,11 @@ class _Rasterize(torch.autograd.Function):
         ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty)
         ctx.meta = meta
         ctx.mark_non_differentiable(out_ids)
+        ctx.set_materialize_grads(False)
         return out_rgb, out_depth, out_alpha, out_ids
 
     @staticmethod
-    def backward(ctx, v_rgb, v_depth, v_alpha, _v_ids):
+    def backward(ctx, v_rgb, v_depth, v_alpha, _v_ids):  # unused outputs give None (materialize_grads off)
         means2d, colors = ctx.saved_tensors
         bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty = ctx.state
         meta = ctx.meta
@@ -219,10 +221,14 @@ class _Rasterize(torch.autograd.Function):
         nf = colors.shape[2]
         grads = np.zeros((ids.shape[0], k.G_RGB + nf), pk.dtype)
         v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
-        v_depth_np = _np(v_depth) if meta.want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
+        h, w = meta.height, meta.width
+        v_rgb_np = _np(v_rgb) if v_rgb is not None else np.zeros((c, h, w, nf), pk.dtype)
+        want_depth = meta.want_depth and v_depth is not None
+        v_depth_np = _np(v_depth) if want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
+        v_alpha_np = _np(v_alpha) if v_alpha is not None else np.zeros((c, h, w, 1), pk.dtype)
         k.raster_bwd(
-            pk, _np(colors), bg, has_bg, meta.want_depth, meta.rects.numpy(), gm_start, offsets, ids, meta.width,
-            meta.height, n_tx, n_ty, out_t, out_last, _np(v_rgb), v_depth_np, _np(v_alpha), grads, v_bg_tiles,
+            pk, _np(colors), bg, has_bg, want_depth, meta.rects.numpy(), gm_start, offsets, ids, w, h, n_tx, n_ty,
+            out_t, out_last, v_rgb_np, v_depth_np, v_alpha_np, grads, v_bg_tiles,
         )  # fmt: skip
         per = np.empty((c, n, k.G_RGB + nf), pk.dtype)
         k.reduce_grads(grads, gm_start, meta.rects.numpy(), per)
@@ -231,7 +237,7 @@ class _Rasterize(torch.autograd.Function):
             means2d.absgrad = per_t[..., k.G_AX : k.G_AY + 1]
         v_colors = per_t[..., k.G_RGB :]
         if colors.shape[0] != c:  # colours shared by every camera
-            v_colors = v_colors.sum(0, keepdim=True)
+            v_colors = torch.from_numpy(per[..., k.G_RGB :].sum(0, keepdims=True))
         v_bg = torch.from_numpy(v_bg_tiles.reshape(c, -1, nf).sum(1)) if has_bg else None
         return (
             per_t[..., k.G_MX : k.G_MY + 1], per_t[..., k.G_CA : k.G_CC + 1], v_colors, per_t[..., k.G_OP],

@@ -575,32 +575,11 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
 
 
 # ----------------------------------------------------------------------------------------- compositing
-# 2^-k for the float32 exponential below
-_POW2_NEG = np.array([2.0**-k for k in range(128)], np.float32)
-
-
 @njit(cache=True)
-def _exp_neg(s, fast):
-    """exp(-s) for s >= 0: a Cephes-style float32 polynomial (about 1 ulp) when fast, else math.exp."""
-    if not fast:
-        return math.exp(-s)
-    ft = type(s)
-    if s > ft(87.0):
-        return ft(0.0)
-    x = -s
-    k = math.floor(x * ft(1.4426950408889634) + ft(0.5))  # k in [-126, 0]
-    kf = ft(k)
-    x = x - kf * ft(0.693359375)
-    x = x - kf * ft(-2.12194440e-4)
-    z = x * x
-    y = ft(1.9875691500e-4)
-    y = y * x + ft(1.3981999507e-3)
-    y = y * x + ft(8.3334519073e-3)
-    y = y * x + ft(4.1665795894e-2)
-    y = y * x + ft(1.6666665459e-1)
-    y = y * x + ft(5.0000001201e-1)
-    y = y * z + x + ft(1.0)
-    return y * _POW2_NEG[-k]
+def _ifloor(v):
+    """floor as an int without a libm call."""
+    i = int(v)
+    return i - 1 if v < i else i
 
 
 @njit(cache=True)
@@ -613,17 +592,17 @@ def _setup(pk, c, g, x0, y0, x1, y1):
     mx, my, rx, ry = pk[c, g, P_MX], pk[c, g, P_MY], pk[c, g, P_RX], pk[c, g, P_RY]
     ca, cb, cc, smax = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_SMAX]
     det = ca * cc - cb * cb
-    r0 = max(y0, int(math.floor(my - ry)))
-    r1 = min(y1, int(math.floor(my + ry)) + 1)
-    bx0 = max(x0, int(math.floor(mx - rx)))
-    bx1 = min(x1, int(math.floor(mx + rx)) + 1)
+    r0 = max(y0, _ifloor(my - ry))
+    r1 = min(y1, _ifloor(my + ry) + 1)
+    bx0 = max(x0, _ifloor(mx - rx))
+    bx1 = min(x1, _ifloor(mx + rx) + 1)
     two_s_ca = (smax + smax) * ca
     ellipse = det > 0 and ca > 0
     inv_ca = cb_ca = ca - ca
     if ellipse:
         hy = math.sqrt(two_s_ca / det)  # |dy| bound of the ellipse
-        r0 = max(r0, int(math.floor(my - hy)))
-        r1 = min(r1, int(math.floor(my + hy)) + 1)
+        r0 = max(r0, _ifloor(my - hy))
+        r1 = min(r1, _ifloor(my + hy) + 1)
         inv_ca = type(ca)(1.0) / ca
         cb_ca = cb * inv_ca
     return r0, r1, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca
@@ -639,7 +618,7 @@ def _span(mx, dy, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca):
         return 0, 0
     hw = math.sqrt(disc) * inv_ca  # pixel centre px + 0.5 = mx - dx, dx in [-cb dy / ca -+ hw]
     mid = mx + cb_ca * dy
-    return max(bx0, int(math.floor(mid - hw))), min(bx1, int(math.floor(mid + hw)) + 1)
+    return max(bx0, _ifloor(mid - hw)), min(bx1, _ifloor(mid + hw) + 1)
 
 
 @njit(parallel=True, cache=True)
@@ -661,7 +640,6 @@ def raster_fwd(
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
-    fast = pk.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
     for job in prange(n_cam * n_tiles):
@@ -706,7 +684,7 @@ def raster_fwd(
                     sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                     if sigma < zero:
                         continue
-                    alpha = min(amax, op * _exp_neg(sigma, fast))
+                    alpha = min(amax, op * math.exp(-sigma))
                     if alpha < athr:
                         continue
                     t = trans[p]
@@ -767,7 +745,6 @@ def raster_bwd(
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
-    fast = pk.itemsize == 4
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
     for job in prange(n_cam * n_tiles):
@@ -831,7 +808,7 @@ def raster_bwd(
                     sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                     if sigma < zero:
                         continue
-                    vis = _exp_neg(sigma, fast)
+                    vis = math.exp(-sigma)
                     alpha = min(amax, op * vis)
                     if alpha < athr:
                         continue

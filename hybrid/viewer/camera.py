@@ -3,10 +3,10 @@
 Plain numpy, no GL and no window, so it is tested directly. The camera produces OpenCV
 world-to-camera matrices and intrinsics like every other camera in the runtime.
 
-Motion is frame-rate independent: held keys set a target velocity, the velocity follows it with
-an exponential time constant (``1 - exp(-dt / tau)`` per frame), and the position integrates it,
-so one second of a held key moves the same distance at 5 or 500 frames per second (up to the
-smoothing's start-up lag, which is the same at every frame rate).
+Motion is frame-rate independent: held keys set a target velocity, the velocity follows it
+exponentially (time constant ``smoothing``), and both are integrated in closed form over each
+frame, so a key held for one second moves the camera the same distance at 5 or 500 frames per
+second, easing in and out the same way.
 """
 
 from __future__ import annotations
@@ -139,12 +139,14 @@ class FlyCamera:
         if norm > 1e-9:
             self._leave_exact_view()
             self._anim = None
+        # v(t) = target + (v0 - target) exp(-t / tau), integrated exactly over the frame
         tau = self.config.smoothing
-        blend = 1.0 if tau == 0 else 1.0 - math.exp(-dt / tau)
-        self.velocity += (target - self.velocity) * blend
+        decay = 0.0 if tau == 0 else math.exp(-dt / tau)
+        lag = self.velocity - target
+        self.position += target * dt + lag * (tau * (1.0 - decay))
+        self.velocity = target + lag * decay
         if float(np.linalg.norm(self.velocity)) < 1e-5 and norm <= 1e-9:
             self.velocity[:] = 0.0
-        self.position += self.velocity * dt
 
     def look(self, dx: float, dy: float) -> None:
         """Turn by a mouse motion of ``dx, dy`` pixels (right / down turn right / down)."""

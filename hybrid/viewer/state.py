@@ -98,7 +98,7 @@ class InterventionStack:
 
 
 class FrameStats:
-    """Rolling frame-time breakdown: ``with stats.section("render"): ...`` then :meth:`summary`."""
+    """Rolling frame-time breakdown: ``begin_frame()``, ``with stats.section("render"): ...``, ``end_frame()``."""
 
     def __init__(self, window: int = 30) -> None:
         self._window = int(window)
@@ -108,13 +108,24 @@ class FrameStats:
         self._frame_start: float | None = None
 
     def begin_frame(self) -> None:
-        now = time.perf_counter()
-        if self._frame_start is not None:
-            self._frames.append(now - self._frame_start)
-        self._frame_start = now
+        """Start timing a frame (sections added before the matching :meth:`end_frame` belong to it)."""
+        self._frame_start = time.perf_counter()
+        self._current = {}
+
+    def end_frame(self) -> None:
+        """Close the frame: its duration and sections enter the rolling window."""
+        if self._frame_start is None:
+            return
+        self._frames.append(time.perf_counter() - self._frame_start)
         for name, value in self._current.items():
             self._sections.setdefault(name, deque(maxlen=self._window)).append(value)
         self._current = {}
+        self._frame_start = None
+
+    def discard_frame(self) -> None:
+        """Drop the frame being timed (nothing was drawn)."""
+        self._current = {}
+        self._frame_start = None
 
     def add(self, name: str, seconds: float) -> None:
         self._current[name] = self._current.get(name, 0.0) + seconds
@@ -124,7 +135,7 @@ class FrameStats:
 
     @property
     def fps(self) -> float:
-        """Frames per second over the window (0 before two frames)."""
+        """Frames per second the work of the recent frames allows (idle waits excluded; 0 before a frame)."""
         if not self._frames:
             return 0.0
         return len(self._frames) / max(sum(self._frames), 1e-9)

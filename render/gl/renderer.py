@@ -411,11 +411,12 @@ class Renderer:
             ctx.enable(moderngl.DEPTH_TEST)
         else:
             ctx.disable(moderngl.DEPTH_TEST)
-        ctx.depth_mask = False
+        fbo = ctx.fbo  # moderngl keeps the depth write mask on the framebuffer (Context has no depth_mask)
+        fbo.depth_mask = False
         try:
             self._fullscreen_vao.render(moderngl.TRIANGLES, vertices=3)
         finally:
-            ctx.depth_mask = True
+            fbo.depth_mask = True
             ctx.disable(moderngl.BLEND)
             ctx.enable(moderngl.DEPTH_TEST)
 

@@ -272,11 +272,12 @@ class GLSplatLayer:
         ctx.blend_func = (moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA)
         ctx.blend_equation = moderngl.FUNC_ADD
         ctx.depth_func = "<"
-        ctx.depth_mask = False
+        fbo = ctx.fbo  # moderngl keeps the depth write mask on the framebuffer (Context has no depth_mask)
+        fbo.depth_mask = False
         try:
             self._draw_vao.render(mode=moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
         finally:
-            ctx.depth_mask = True
+            fbo.depth_mask = True
             ctx.disable(moderngl.BLEND)
 
     # ------------------------------------------------------------------ lifetime

@@ -1,0 +1,66 @@
+"""``hybrid view``: the interactive viewer window (fly, select, push, relight, screenshot, record)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from scenes.errors import ShapeError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if w <= 0 or h <= 0:
+        raise ShapeError(f"--size: expected WIDTHxHEIGHT in pixels, e.g. 1280x720, got {text!r}")
+    return w, h
+
+
+def view_command(
+    scene: Path = typer.Argument(..., help="Scene folder (scene.json, splats, objects)."),
+    size: str = typer.Option("1280x720", "--size", help="Window size WIDTHxHEIGHT."),
+    render_scale: float | None = typer.Option(
+        None, "--render-scale", help="Internal render size / window size (default: 1 on a GPU, at most 640x360 on CPU GL)."
+    ),
+    splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
+    camera: int | None = typer.Option(None, "--camera", help="Start at capture camera N (1-based)."),
+    out_dir: Path = typer.Option(Path("."), "--out-dir", help="Folder for P screenshots (PNG + JSON) and recordings."),
+    asset: str = typer.Option("", "--asset", help="Mesh file the panel's Spawn field starts with."),
+    push_strength: float = typer.Option(1.0, "--push-strength", help="Impulse of a push in N s (panel slider)."),
+    no_panel: bool = typer.Option(False, "--no-panel", help="No ImGui panel (keys and mouse only; no imgui-bundle)."),
+    paused: bool = typer.Option(False, "--paused", help="Start with physics paused (space resumes)."),
+    frames: int | None = typer.Option(None, "--frames", help="Quit after drawing this many frames (scripts)."),
+) -> None:
+    """Open SCENE in a window: WASD/QE fly, right-drag look, click select, shift-click/drag push, panel for the rest."""
+    from hybrid.viewer import ViewerSettings, ViewerWindow
+    from scenes import load_scene
+    from scenes.errors import ShapeError
+
+    window_size = _parse_size(size)
+    if camera is not None and camera < 1:
+        raise ShapeError(f"--camera: capture cameras are numbered from 1, got {camera}")
+    settings = ViewerSettings(splat_path=splat_path, render_scale=render_scale, push_strength=push_strength)
+    loaded = load_scene(scene, load_weights=False)
+    viewer = ViewerWindow(
+        loaded,
+        title=f"hybrid view - {scene.resolve().name}",
+        size=window_size,
+        settings=settings,
+        panel=not no_panel,
+        out_dir=out_dir,
+        asset_path=asset,
+        start_camera=None if camera is None else camera - 1,
+    )
+    viewer.session.paused = paused
+    viewer.run(max_frames=frames)
+    for path in viewer.screenshots + viewer.recordings:
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("view")(view_command)

@@ -1,0 +1,160 @@
+"""The engine's G-buffers for one camera: what the residual network is conditioned on.
+
+One ``render.rasterize`` call draws the relit colour with alpha, expected depth and the id of
+the dominant splat per pixel; per-splat quantities (normal, visibility now and at capture,
+whether it moved) are looked up through those ids. When something moved, a second call draws
+the moved splats' coverage at rest: where it was and is no longer is *disoccluded*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hybrid.world_model.relight import Relighting, ShadeResult, dc_colors
+from physics.transforms import eval_sh
+from scenes.errors import ShapeError
+from scenes.scene import Camera, Scene
+
+__all__ = ["SplatState", "GBuffers", "render_gbuffers", "EDIT_SHADING_EPS"]
+
+EDIT_SHADING_EPS = 0.02  # a pixel counts as edited where the shading changed by more than this
+
+
+@dataclass(frozen=True, eq=False)
+class SplatState:
+    """The scene's N splats as they are now (scene order), and which of them moved since capture."""
+
+    means: np.ndarray  # [N, 3] current positions
+    quats: np.ndarray  # [N, 4] current unit wxyz rotations
+    scales: np.ndarray  # [N, 3] standard deviations
+    opacities: np.ndarray  # [N] current opacities in [0, 1] (0 for removed objects)
+    moved: np.ndarray  # [N] bool: the splat's object moved, was removed, or the splat is new
+    view_colors: Callable[[np.ndarray], np.ndarray]  # campos [3] -> [N, 3] baked colour seen from there
+
+    @classmethod
+    def rest(cls, scene: Scene) -> SplatState:
+        """The scene as captured: nothing moved."""
+        s = scene.splats
+        sh = s.sh
+
+        def colors(campos: np.ndarray) -> np.ndarray:
+            if s.sh_degree == 0:
+                return dc_colors(sh)
+            dirs = s.means - np.asarray(campos, np.float32)[None]
+            dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-12)
+            return np.maximum(eval_sh(sh, dirs), 0.0).astype(np.float32)
+
+        return cls(s.means, s.unit_quats.astype(np.float32), s.scales.astype(np.float32),
+                   s.opacities.astype(np.float32), np.zeros(len(s), bool), colors)  # fmt: skip
+
+    @classmethod
+    def of_world(cls, world, *, tolerance: float = 1e-4) -> SplatState:
+        """The splats of a :class:`hybrid.world.World` now; an object moved once it left its rest pose."""
+        scene = world.scene
+        means, quats, _, logits = world.splat_arrays()
+        opac = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        moved = np.zeros(len(means), bool)
+        alive = world.poses()
+        for obj, group in zip(scene.objects, world.rig.groups, strict=True):
+            pose = alive.get(obj.name)
+            if pose is None:  # removed
+                moved[group] = True
+                continue
+            dp = np.linalg.norm(np.asarray(pose["position"]) - obj.position)
+            dq = 1.0 - abs(float(np.dot(pose["quaternion"], obj.quaternion)))
+            if dp > tolerance or dq > tolerance**2:
+                moved[group] = True
+        s = scene.splats
+        if s.sh_degree > 0 and world.rig.sh_mode == "view_dir":
+            colors = world.rig.colors
+        else:
+            sh = world.rig.sh
+            colors = lambda campos: dc_colors(sh) if s.sh_degree == 0 else np.maximum(  # noqa: E731
+                eval_sh(sh, _unit(means - np.asarray(campos, np.float32)[None])), 0.0).astype(np.float32)
+        norm = np.linalg.norm(quats, axis=1, keepdims=True)
+        return cls(means.copy(), (quats / norm).astype(np.float32), s.scales.astype(np.float32), opac, moved, colors)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True, eq=False)
+class GBuffers:
+    """Per-pixel buffers of one camera, ``[H, W, C]`` float32 tensors, premultiplied (no background)."""
+
+    relit: Tensor  # [H, W, 3] relit colour
+    alpha: Tensor  # [H, W, 1] coverage
+    depth: Tensor  # [H, W, 1] expected camera z (0 where nothing)
+    normals: Tensor  # [H, W, 3] normal of the dominant splat, camera frame (OpenCV)
+    vis_now: Tensor  # [H, W, 1] visibility from the light now
+    vis_capture: Tensor  # [H, W, 1] visibility from the capture light at rest
+    moved: Tensor  # [H, W, 1] 1 where the dominant splat belongs to something that moved
+    disoccluded: Tensor  # [H, W, 1] coverage by moved splats at rest that is gone now
+    edit: Tensor  # [H, W, 1] 1 where anything changed: moved, disoccluded, or shading changed
+    baked: Tensor | None = None  # [H, W, 3] the engine-only colour (lighting baked in), when asked
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.alpha.shape[0]), int(self.alpha.shape[1])
+
+
+def _t(a) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def render_gbuffers(
+    relighting: Relighting,
+    scene: Scene,
+    state: SplatState,
+    camera: Camera,
+    shade: ShadeResult,
+    *,
+    baked: bool = False,  # also rasterize the baked (engine-only) colour
+    backend: str | None = None,
+) -> GBuffers:
+    """Rasterize the relit splats for ``camera`` and gather the per-pixel G-buffers."""
+    from render.rasterize import rasterize
+
+    n = len(state.means)
+    if n != len(relighting.albedo):
+        raise ShapeError(f"render_gbuffers: the state has {n} splats, the relighting {len(relighting.albedo)}")
+    view = state.view_colors(camera.position)
+    dc = dc_colors(scene.splats.sh)
+    relit = relighting.colors(shade, view, dc)
+    V, K = _t(camera.viewmat[None]), _t(camera.K[None])
+    m, q, s, o = _t(state.means), _t(state.quats), _t(state.scales), _t(state.opacities)
+    w, h = camera.width, camera.height
+    res = rasterize(m, q, s, o, _t(relit), V, K, w, h, render_mode="RGB+ED", backend=backend)
+    alpha = res.alphas[0]
+    depth = torch.where(alpha > 1e-4, res.depths[0], torch.zeros_like(res.depths[0]))
+    ids = res.splat_ids[0]  # [H, W]
+    valid = (ids >= 0).unsqueeze(-1).float()
+    idx = ids.clamp_min(0)
+    R = camera.viewmat[:3, :3]
+    dS = np.abs(shade.shading - relighting.shading_capture).max(axis=1)
+    per_splat = np.concatenate([
+        shade.normals @ R.T,  # camera-frame normals
+        shade.vis[:, None], relighting.vis_capture[:, None], state.moved[:, None].astype(np.float32),
+        (dS > EDIT_SHADING_EPS)[:, None].astype(np.float32),
+    ], axis=1)  # fmt: skip
+    feats = _t(per_splat)[idx] * valid  # [H, W, 7]
+    moved_px = feats[..., 5:6]
+    disocc = torch.zeros_like(alpha)
+    if state.moved.any():
+        rest = scene.splats
+        flag = np.repeat(state.moved[:, None].astype(np.float32), 3, axis=1)
+        cov = rasterize(_t(rest.means), _t(rest.unit_quats), _t(rest.scales), _t(rest.opacities), _t(flag), V, K, w, h,
+                        backend=backend).colors[0][..., :1]  # fmt: skip
+        disocc = (cov - moved_px * alpha).clamp(0.0, 1.0)
+    edit = torch.maximum(torch.maximum(moved_px, (disocc > 0.05).float()), feats[..., 6:7])
+    baked_img = None
+    if baked:
+        baked_img = rasterize(m, q, s, o, _t(view), V, K, w, h, backend=backend).colors[0]
+    return GBuffers(res.colors[0], alpha, depth, feats[..., 0:3], feats[..., 3:4], feats[..., 4:5], moved_px, disocc,
+                    edit, baked_img)  # fmt: skip

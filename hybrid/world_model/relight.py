@@ -1,0 +1,408 @@
+"""Explicit relighting of splats: normals, a shadow map made with ``render.rasterize``, light and albedo.
+
+The capture's lighting is baked into each splat's colour. We factor it as::
+
+    colour_i(view) = albedo_i * S_i + v_i(view),   S_i = ambient + sun * vis_i * max(0, n_i . l)
+
+with ``l`` the direction towards a directional light, ``vis_i`` the splat's visibility from the
+light (a shadow map: the splats' depth rendered from the light with :func:`render.rasterize`,
+tested per splat with 3 x 3 percentage-closer filtering), ``n_i`` the splat's shortest axis
+oriented towards the capture cameras, and ``v_i`` the view-dependent part of the SH (the full SH
+colour minus the DC colour). The light (direction, per-channel sun and ambient) is estimated
+from the splats themselves (:func:`estimate_light`): across neighbouring splats, log-colour
+differences are explained by shading differences only where the light really is; albedo is
+then the DC colour divided by the capture shading. After an edit (objects moved, light
+changed), ``S`` is recomputed with the new geometry and light: moved objects cast moved
+shadows, the old shadows go, and the relit colour without an edit equals the baked one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from physics.transforms import quat_to_matrix
+from scenes.errors import ShapeError
+from scenes.scene import Camera, Light, Scene
+from scenes.splats import SH_C0, Splats
+
+__all__ = [
+    "ShadowFrame",
+    "Relighting",
+    "splat_normals",
+    "shadow_visibility",
+    "shadow_depth_map",
+    "estimate_light",
+    "shading",
+    "dc_colors",
+    "hemisphere_directions",
+]
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------- geometry
+def dc_colors(sh: np.ndarray) -> np.ndarray:  # [N, K, 3] -> [N, 3]
+    """The view-independent colour of each splat as the rasterizer evaluates it: max(0.5 + C0 sh_0, 0)."""
+    return np.maximum(np.asarray(sh[:, 0], np.float32) * np.float32(SH_C0) + np.float32(0.5), 0.0)
+
+
+def splat_normals(
+    means: np.ndarray,  # [N, 3]
+    quats: np.ndarray,  # [N, 4] wxyz
+    scales: np.ndarray,  # [N, 3] standard deviations
+    cameras: list[Camera] | tuple[Camera, ...] = (),
+) -> np.ndarray:  # [N, 3] float32 unit normals
+    """Each splat's shortest axis, flipped to face the cameras that see its front (+Z without cameras).
+
+    The sign is the majority vote over ``cameras`` of ``sign(n . (c - mu))``; a splat seen from
+    both sides keeps the side most cameras see.
+    """
+    means = np.asarray(means, np.float64)
+    R = quat_to_matrix(np.asarray(quats, np.float64))  # [N, 3, 3], columns = splat axes
+    k = np.argmin(np.asarray(scales), axis=1)
+    n = R[np.arange(len(means)), :, k]  # [N, 3]
+    if len(cameras):
+        votes = np.zeros(len(means))
+        for cam in cameras:
+            votes += np.sign(np.einsum("nc,nc->n", n, cam.position[None] - means))
+        flip = votes < 0
+    else:
+        flip = n[:, 2] < 0
+    n[flip] *= -1.0
+    return n.astype(np.float32)
+
+
+def hemisphere_directions(n: int, min_elevation_deg: float = 10.0) -> np.ndarray:  # [n, 3]
+    """``n`` well-spread unit directions above ``min_elevation_deg`` (a Fibonacci spiral on the cap)."""
+    zmin = np.sin(np.radians(min_elevation_deg))
+    i = np.arange(n) + 0.5
+    z = 1.0 - (1.0 - zmin) * i / n
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (1 + 5**0.5) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], -1)
+
+
+# ----------------------------------------------------------------------------------------- shadow map
+@dataclass(frozen=True)
+class ShadowFrame:
+    """Where the shadow map looks: a sphere around what casts and receives shadows, and its resolution."""
+
+    center: tuple[float, float, float]  # world centre of the shadowed region, metres
+    radius: float  # radius of the shadowed region, metres
+    resolution: int = 512  # shadow map texels per side
+    distance_factor: float = 50.0  # the light camera stands this many radii away (nearly orthographic)
+
+    @classmethod
+    def around(cls, means: np.ndarray, resolution: int = 512, percentile: float = 98.0) -> ShadowFrame:
+        """A frame around the bulk of ``means`` (the outer ``100 - percentile`` % are left out)."""
+        means = np.asarray(means, np.float64)
+        if len(means) == 0:
+            return cls((0.0, 0.0, 0.0), 1.0, resolution)
+        lo, hi = np.percentile(means, 100 - percentile, axis=0), np.percentile(means, percentile, axis=0)
+        center = (lo + hi) / 2
+        radius = float(max(np.linalg.norm(hi - lo) / 2, 1e-3))
+        return cls(tuple(float(v) for v in center), radius, int(resolution))
+
+    @property
+    def texel(self) -> float:
+        """World size of one texel at the centre, metres."""
+        return 2.0 * self.radius / self.resolution
+
+    def camera(self, direction) -> tuple[np.ndarray, np.ndarray]:  # -> viewmat [4, 4], K [3, 3]
+        """The light's pinhole camera (OpenCV axes) looking along ``-direction`` at the centre."""
+        d = np.asarray(direction, np.float64)
+        d = d / np.linalg.norm(d)
+        dist = self.distance_factor * self.radius
+        eye = np.asarray(self.center) + d * dist
+        cam = Camera.look_at(eye, self.center, up=(0.0, 0.0, 1.0), width=self.resolution, height=self.resolution)
+        f = 0.5 * self.resolution * dist / self.radius
+        K = np.array([[f, 0, self.resolution / 2], [0, f, self.resolution / 2], [0, 0, 1.0]])
+        return cam.viewmat, K
+
+
+def shadow_depth_map(
+    means: np.ndarray,  # [N, 3]
+    quats: np.ndarray,  # [N, 4]
+    scales: np.ndarray,  # [N, 3]
+    opacities: np.ndarray,  # [N] in [0, 1]
+    direction,  # [3] towards the light
+    frame: ShadowFrame,
+    *,
+    backend: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # depth [R, R], alpha [R, R], viewmat, K
+    """The splats' expected depth seen from the light (``render.rasterize`` in "ED" mode) and its coverage."""
+    import torch
+
+    from render.rasterize import rasterize
+
+    viewmat, K = frame.camera(direction)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    n = len(means)
+    res = rasterize(t(means), t(quats), t(scales), t(opacities), torch.zeros((n, 3)), t(viewmat[None]), t(K[None]),
+                    frame.resolution, frame.resolution, render_mode="ED", backend=backend,
+                    near_plane=0.5 * frame.distance_factor * frame.radius)  # fmt: skip
+    return res.depths[0, ..., 0].numpy(), res.alphas[0, ..., 0].numpy(), viewmat, K
+
+
+def shadow_visibility(
+    means: np.ndarray,  # [N, 3]
+    quats: np.ndarray,  # [N, 4]
+    scales: np.ndarray,  # [N, 3]
+    opacities: np.ndarray,  # [N]
+    normals: np.ndarray,  # [N, 3] unit, for the slope-scaled bias
+    direction,  # [3] towards the light
+    frame: ShadowFrame,
+    *,
+    backend: str | None = None,
+    depth_map: tuple | None = None,  # a precomputed shadow_depth_map(...) result for these splats and light
+) -> np.ndarray:  # [N] float32 in [0, 1]: fraction of the 3 x 3 shadow-map taps that see the light
+    """Visibility of each splat centre from the light: 1 lit, 0 in shadow, fractions on shadow edges."""
+    d = np.asarray(direction, np.float64)
+    d = d / np.linalg.norm(d)
+    depth, alpha, viewmat, K = depth_map or shadow_depth_map(means, quats, scales, opacities, d, frame,
+                                                             backend=backend)  # fmt: skip
+    r = frame.resolution
+    occ_depth = np.where(alpha > 0.5, depth, np.inf).astype(np.float32)
+    pts = np.asarray(means, np.float64) @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = pts[:, 2]
+    u = K[0, 0] * pts[:, 0] / z + K[0, 2]
+    v = K[1, 1] * pts[:, 1] / z + K[1, 2]
+    ndl = np.clip(np.asarray(normals, np.float64) @ d, 0.05, 1.0)
+    tan = np.sqrt(np.maximum(1.0 - ndl * ndl, 0.0)) / ndl
+    bias = frame.texel * (1.5 + np.minimum(tan, 8.0)) + 1.5 * np.asarray(scales).min(axis=1)
+    vis = np.zeros(len(means), np.float64)
+    iu, iv = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    for du in (-1, 0, 1):
+        for dv in (-1, 0, 1):
+            x, y = iu + du, iv + dv
+            inside = (x >= 0) & (x < r) & (y >= 0) & (y < r)
+            occ = np.full(len(means), np.inf)
+            occ[inside] = occ_depth[y[inside], x[inside]]
+            vis += z <= occ + bias
+    return (vis / 9.0).astype(np.float32)
+
+
+def shading(
+    normals: np.ndarray,  # [N, 3]
+    vis: np.ndarray,  # [N]
+    light: Light,
+) -> np.ndarray:  # [N, 3] float32: ambient + sun * vis * max(0, n . l)
+    """The diffuse shading term of each splat under ``light`` (sun = colour x intensity)."""
+    d = np.asarray(light.direction, np.float64)
+    ndl = np.maximum(np.asarray(normals, np.float64) @ d, 0.0) * np.asarray(vis, np.float64)
+    sun = np.asarray(light.color) * light.intensity
+    return (np.asarray(light.ambient)[None] + ndl[:, None] * sun[None]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------- estimation
+def _neighbour_pairs(means: np.ndarray, max_anchors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of nearby splats a few spacings apart (neighbour ranks 8-23 of random anchors).
+
+    Pairs of immediate neighbours would make the criterion hinge on shadow edges being placed
+    to within one splat; a few spacings apart, a slightly misplaced shadow edge still counts.
+    """
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    anchors = np.arange(len(means))
+    if len(anchors) > max_anchors:
+        anchors = np.sort(rng.choice(len(anchors), max_anchors, replace=False))
+    tree = cKDTree(means)
+    k = min(24, len(means))
+    dist, idx = tree.query(means[anchors], k=k)
+    lo = min(8, k - 1)
+    spacing = np.median(dist[:, 1]) if k > 1 else 1.0
+    i = np.repeat(anchors, k - lo)
+    j = idx[:, lo:].reshape(-1)
+    ok = dist[:, lo:].reshape(-1) < 12.0 * spacing
+    return i[ok], j[ok]
+
+
+@dataclass(frozen=True)
+class LightEstimate:
+    """What :func:`estimate_light` found, with its evidence."""
+
+    light: Light  # direction, sun colour (intensity 1) and ambient, normalised so that ambient + sun = 1
+    ratio: tuple[float, float, float]  # sun / ambient per channel
+    cost: float  # mean absolute log-colour residual over neighbour pairs at the optimum
+    cost_flat: float  # the same with no directional light at all (how much the light explains)
+
+
+def estimate_light(
+    splats: Splats,
+    normals: np.ndarray,  # [N, 3]
+    frame: ShadowFrame,
+    *,
+    directions: int = 64,  # coarse candidates on the hemisphere
+    refine: int = 16,  # candidates around the best coarse one
+    coarse_resolution: int = 160,
+    seed: int = 0,
+    backend: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LightEstimate:
+    """Estimate a directional light (direction, per-channel sun/ambient ratio) from the baked splat colours.
+
+    For neighbouring splat pairs (i, j) the log-colour difference ``log c_i - log c_j`` equals
+    ``log S_i - log S_j`` plus an albedo difference that is sparse (texture edges) and does not
+    follow the light. We pick the direction and ratio ``r = sun / ambient`` minimising the mean
+    absolute residual (an L1 / Retinex-style criterion), searching a hemisphere grid then a
+    finer one around the best, and fit the ratio per channel at the end.
+    """
+    means = splats.means.astype(np.float64)
+    quats, scales, opac = splats.unit_quats, splats.scales, splats.opacities
+    colors = dc_colors(splats.sh).astype(np.float64)
+    lum = np.log(np.maximum(colors @ np.array([0.299, 0.587, 0.114]), 0.02))
+    logc = np.log(np.maximum(colors, 0.02))
+    i, j = _neighbour_pairs(means, 20_000, seed)
+    d = lum[i] - lum[j]
+    ratios = np.array([0.0, 0.15, 0.35, 0.6, 1.0, 1.5, 2.2, 3.2, 4.5])
+    normals64 = np.asarray(normals, np.float64)
+
+    d32 = d.astype(np.float32)
+
+    def costs(g: np.ndarray) -> np.ndarray:  # g [N] = vis * max(0, n.l) -> [R] costs per ratio
+        L = np.log1p(ratios[:, None] * g[None]).astype(np.float32)  # [R, N]
+        return np.array([np.abs(d32 - (row[i] - row[j])).mean() for row in L])
+
+    coarse = ShadowFrame(frame.center, frame.radius, coarse_resolution, frame.distance_factor)
+    total = directions + refine
+    best = (np.inf, None, None)
+
+    def try_dir(dirv, fr) -> None:
+        nonlocal best
+        vis = shadow_visibility(means, quats, scales, opac, normals64, dirv, fr, backend=backend)
+        g = vis * np.maximum(normals64 @ dirv, 0.0)
+        c = costs(g)
+        k = int(np.argmin(c))
+        if c[k] < best[0]:
+            best = (float(c[k]), dirv, g)
+
+    for step, dirv in enumerate(hemisphere_directions(directions)):
+        try_dir(dirv, coarse)
+        if progress:
+            progress(step + 1, total)
+    # refine on a finer map around the best direction: a small spiral cap
+    centre = best[1]
+    best = (np.inf, None, None)
+    spread = np.radians(12.0)
+    up = np.array([0.0, 0.0, 1.0]) if abs(centre[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    a = np.cross(centre, up)
+    a /= np.linalg.norm(a)
+    b = np.cross(centre, a)
+    cands = [centre]
+    for m in range(1, refine):
+        rad = spread * np.sqrt(m / refine)
+        phi = m * np.pi * (3 - 5**0.5)
+        v = centre + np.tan(rad) * (np.cos(phi) * a + np.sin(phi) * b)
+        v /= np.linalg.norm(v)
+        if v[2] > 0.05:
+            cands.append(v)
+    for step, dirv in enumerate(cands):
+        try_dir(dirv, frame)
+        if progress:
+            progress(directions + step + 1, total)
+    if progress:
+        progress(total, total)
+    cost, dirv, g = best
+    flat = float(np.abs(d).mean())
+    per_channel = []
+    for ch in range(3):
+        dc = logc[i, ch] - logc[j, ch]
+        p = np.log1p(ratios[:, None] * g[i][None]) - np.log1p(ratios[:, None] * g[j][None])
+        per_channel.append(float(ratios[int(np.argmin(np.abs(dc[None] - p).mean(axis=1)))]))
+    r = np.asarray(per_channel)
+    ambient = 1.0 / (1.0 + r)
+    sun = r / (1.0 + r)
+    light = Light(direction=tuple(dirv), color=tuple(sun), intensity=1.0, ambient=tuple(ambient))
+    log.info("estimated light: direction %s, sun/ambient %s (cost %.4f vs %.4f without light)",
+             np.round(dirv, 3).tolist(), r.tolist(), cost, flat)  # fmt: skip
+    return LightEstimate(light, tuple(float(v) for v in r), cost, flat)
+
+
+# ----------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True, eq=False)
+class Relighting:
+    """The explicit layer of the world model for one scene: light, normals, albedo and capture shading."""
+
+    light: Light  # the capture light (estimated or given)
+    frame: ShadowFrame  # shadow-map placement (fixed, so unedited splats get identical visibility)
+    normals_local: np.ndarray  # [N, 3] each splat's normal in its own (rotated) frame: follows its quaternion
+    albedo: np.ndarray  # [N, 3] float32
+    vis_capture: np.ndarray  # [N] float32 visibility from the capture light
+    shading_capture: np.ndarray  # [N, 3] float32
+
+    @classmethod
+    def fit(
+        cls,
+        scene: Scene,
+        light: Light | None = None,  # the capture light when known; estimated from the splats otherwise
+        *,
+        resolution: int = 512,
+        backend: str | None = None,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Relighting:
+        """Normals, light (unless given), capture visibility and albedo for ``scene`` at rest."""
+        s = scene.splats
+        if len(s) == 0:
+            raise ShapeError("Relighting.fit: the scene has no splats")
+        quats = s.unit_quats
+        normals = splat_normals(s.means, quats, s.scales, scene.capture_cameras)
+        frame = ShadowFrame.around(s.means, resolution)
+        if light is None:
+            light = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress).light
+        vis = shadow_visibility(s.means, quats, s.scales, s.opacities, normals, light.direction, frame, backend=backend)
+        S = shading(normals, vis, light)
+        albedo = np.clip(dc_colors(s.sh) / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
+        R = quat_to_matrix(quats.astype(np.float64))
+        local = np.einsum("nji,nj->ni", R, normals).astype(np.float32)  # R^T n
+        return cls(light, frame, local, albedo, vis, S)
+
+    def normals(self, quats: np.ndarray) -> np.ndarray:  # [N, 4] current quaternions -> [N, 3]
+        """World normals of the splats at their current rotations."""
+        R = quat_to_matrix(np.asarray(quats, np.float64))
+        return np.einsum("nij,nj->ni", R, self.normals_local).astype(np.float32)
+
+    def with_light(self, direction=None) -> Light:
+        """The capture light with a new direction (towards the light, world frame)."""
+        if direction is None:
+            return self.light
+        return Light(direction=tuple(float(v) for v in direction), color=self.light.color,
+                     intensity=self.light.intensity, ambient=self.light.ambient)  # fmt: skip
+
+    def shade(
+        self,
+        means: np.ndarray,  # [N, 3] current positions
+        quats: np.ndarray,  # [N, 4] current rotations
+        scales: np.ndarray,  # [N, 3]
+        opacities: np.ndarray,  # [N] current opacities (removed objects: 0)
+        light: Light | None = None,  # default: the capture light
+        *,
+        backend: str | None = None,
+    ) -> ShadeResult:
+        """Visibility, normals and shading of every splat in its current state under ``light``."""
+        light = light or self.light
+        n = len(self.albedo)
+        if np.asarray(means).shape != (n, 3):
+            raise ShapeError(f"Relighting.shade: means must be [{n}, 3] (the scene's splats), got {np.shape(means)}")
+        normals = self.normals(quats)
+        vis = shadow_visibility(means, quats, scales, opacities, normals, light.direction, self.frame, backend=backend)
+        return ShadeResult(normals, vis, shading(normals, vis, light), light)
+
+    def colors(self, shade: ShadeResult, view_colors: np.ndarray, dc: np.ndarray) -> np.ndarray:  # -> [N, 3]
+        """Relit colour: albedo x shading now, plus the view-dependent part of the baked colour."""
+        return np.maximum(self.albedo * shade.shading + (view_colors - dc), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class ShadeResult:
+    """Per-splat lighting now (see :meth:`Relighting.shade`)."""
+
+    normals: np.ndarray  # [N, 3] world normals
+    vis: np.ndarray  # [N] visibility from the light
+    shading: np.ndarray  # [N, 3] ambient + sun * vis * max(0, n.l)
+    light: Light
