@@ -55,6 +55,17 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _renderer(scene: Scene, world, mode: str, light_direction, background, backend: str):
+    """``cameras -> images`` of the world now: the engine alone, or through the appearance world model."""
+    if mode == "off":
+        return lambda cams: world.render(cams, background=background, backend=backend)
+    from hybrid.world_model import SplatState, WorldModel
+
+    wm = WorldModel(scene, mode, backend=backend)
+    return lambda cams: wm.images(SplatState.of_world(world), cams, light_direction=light_direction,
+                                  background=background)  # fmt: skip
+
+
 def simulate(
     scene: Scene,
     events: tuple[Event, ...] | list[Event],
@@ -70,6 +81,8 @@ def simulate(
     backend: str = "cpu",  # render.rasterize backend
     config: WorldConfig | None = None,
     progress: Callable[[int, int], None] | None = None,  # called with (done, total) after each time sample
+    world_model: str = "off",  # appearance world model: "off", "relight" or "full" (hybrid.world_model)
+    light_direction=None,  # with relight/full: direction towards the light (world frame); None keeps the capture light
 ) -> SimulationResult:
     """Simulate ``scene`` for ``duration`` s with ``events``; write poses.json, the video and the stills."""
     from hybrid.world import World
@@ -88,6 +101,7 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
 
     world = World(scene, config, events=events)
+    render = _renderer(scene, world, world_model, light_direction, background, backend)
     n_frames = int(round(duration * fps)) + 1
     frame_times = [i / fps for i in range(n_frames)]
     samples = sorted({round(t, 9) for t in frame_times} | {round(t, 9) for t in times})
@@ -118,9 +132,9 @@ def simulate(
             if video and t in frame_set:
                 cam = video_cams[frame % len(video_cams)]
                 frame += 1
-                yield _to_uint8(world.render([cam], background=background, backend=backend)[0])
+                yield _to_uint8(render([cam])[0])
             if t in still_set:
-                for i, image in enumerate(world.render(list(cameras), background=background, backend=backend)):
+                for i, image in enumerate(render(list(cameras))):
                     path = out / still_name(t, i)
                     Image.fromarray(_to_uint8(image)).save(path)
                     stills.append(path)

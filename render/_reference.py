@@ -166,8 +166,17 @@ def composite(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Front-to-back compositing: features [C, H, W, F], transmittance [C, H, W, 1], dominant ids [C, H, W]."""
     outs = [
-        _composite_one(means2d[i], conics[i], opacities[i], feats[i], depths[i], radii[i], width, height,
-                       None if depth_limit is None else depth_limit[i])  # fmt: skip
+        _composite_one(
+            means2d[i],
+            conics[i],
+            opacities[i],
+            feats[i],
+            depths[i],
+            radii[i],
+            width,
+            height,
+            None if depth_limit is None else depth_limit[i],
+        )  # fmt: skip
         for i in range(means2d.shape[0])
     ]
     return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))  # type: ignore[return-value]

@@ -195,7 +195,9 @@ def _validate(
     _expect("Ks", Ks, (c, 3, 3), "[C, 3, 3] (one per viewmat)")
     if colors.ndim == 2:
         if sh_degree is not None:
-            raise ShapeError(f"colors: sh_degree={sh_degree} needs SH coefficients [N, K, 3], got {tuple(colors.shape)}")
+            raise ShapeError(
+                f"colors: sh_degree={sh_degree} needs SH coefficients [N, K, 3], got {tuple(colors.shape)}"
+            )
         _expect("colors", colors, (n, 3), "[N, 3] (or SH [N, K, 3])")
     elif colors.ndim == 3:
         if colors.shape[0] != n or colors.shape[2] != 3:
@@ -214,11 +216,19 @@ def _validate(
         raise ShapeError(f"colors: expected [N, 3] colours or [N, K, 3] SH coefficients, got {tuple(colors.shape)}")
     width, height = _size("width", width), _size("height", height)
     if backgrounds is not None:
-        if not isinstance(backgrounds, Tensor) or backgrounds.dtype != means.dtype or backgrounds.device != means.device:
+        if (
+            not isinstance(backgrounds, Tensor)
+            or backgrounds.dtype != means.dtype
+            or backgrounds.device != means.device
+        ):
             raise ShapeError(f"backgrounds: expected a {means.dtype} tensor on {means.device}, got {backgrounds!r:.80}")
         _expect("backgrounds", backgrounds, (c, 3), "[C, 3]")
     if depth_limit is not None:
-        if not isinstance(depth_limit, Tensor) or depth_limit.dtype != means.dtype or depth_limit.device != means.device:
+        if (
+            not isinstance(depth_limit, Tensor)
+            or depth_limit.dtype != means.dtype
+            or depth_limit.device != means.device
+        ):
             raise ShapeError(f"depth_limit: expected a {means.dtype} tensor on {means.device}, got {depth_limit!r:.80}")
         _expect("depth_limit", depth_limit, (c, height, width), "[C, H, W]")
     if render_mode not in RENDER_MODES:
@@ -308,11 +318,14 @@ def _empty_result(req: RasterRequest, backend: str) -> RasterResult:
             colors = colors + trans * req.backgrounds[:, None, None, :]
     if req.wants_depth:
         depths = ref.new_zeros((c, h, w, 1))
+    means2d = ref.new_zeros((c, n, 2))
+    if ref.requires_grad:  # keep the training pattern result.means2d.retain_grad() working
+        means2d = means2d + 0.0 * ref.sum()
     return RasterResult(
         colors=colors,
         alphas=1.0 - trans,
         depths=depths,
-        means2d=ref.new_zeros((c, n, 2)),
+        means2d=means2d,
         radii=torch.zeros((c, n, 2), dtype=torch.int32, device=ref.device),
         splat_ids=torch.full((c, h, w), -1, dtype=torch.int64, device=ref.device) if req.options.splat_ids else None,
         transmittance=trans if req.depth_limit is not None else None,

@@ -35,6 +35,7 @@ GROUND_HALF = 10.0  # m, half side of the square ground plane (fills every view:
 LIGHT_DIRECTION = (0.2, -0.15, 1.0)  # from the scene towards the light (PyBullet's lightDirection); steeper
 # light directions give TinyRenderer's shadow map visible acne stripes on the ground
 FOV_Y_DEG = 45.0
+NEAR_SHAPES, FAR_SHAPES = 320, 160  # coloured shapes on the ground within 3.5 m of the centre, and beyond
 # name, half extents (m), drop position (m), yaw (deg), mass (kg), main colour (RGB 0-255)
 BOXES = [
     ("crate", (0.30, 0.30, 0.20), (0.25, 0.15, 0.25), 20.0, 8.0, (200, 120, 40)),
@@ -50,13 +51,13 @@ def _ground_texture(rng: np.random.Generator, size: int = 2048) -> Image.Image:
     base = Image.fromarray((low * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
     draw = ImageDraw.Draw(base)
     px_per_m = size / (2 * GROUND_HALF)
-    for k in range(1200):
-        near = k < 700
+    for k in range(NEAR_SHAPES + FAR_SHAPES):
+        near = k < NEAR_SHAPES
         rad = (3.5 if near else GROUND_HALF) * np.sqrt(rng.random())  # uniform over a disk
         ang = rng.uniform(0, 2 * np.pi)
         x, y = size / 2 + px_per_m * rad * np.cos(ang), size / 2 + px_per_m * rad * np.sin(ang)
-        r = int(rng.integers(5, 16) if near else rng.integers(15, 40))
-        col = tuple(int(v) for v in rng.integers(30, 230, 3))
+        r = int(rng.integers(8, 24) if near else rng.integers(20, 50))
+        col = tuple(int(v) for v in rng.integers(40, 220, 3))
         kind = rng.random()
         if kind < 0.5:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=col)

@@ -41,6 +41,12 @@ def render_command(
     ),
     background: str = typer.Option("0,0,0", "--background", help="Background colour R,G,B in [0, 1]."),
     colliders: bool = typer.Option(False, "--colliders", help="Draw the object colliders as wireframes."),
+    world_model: str | None = typer.Option(
+        None, "--world-model", help="off, relight or full (default: full with --light-direction, else off)."
+    ),
+    light_direction: str | None = typer.Option(
+        None, "--light-direction", help="Relight: direction x,y,z from the scene towards the light (world frame)."
+    ),
 ) -> None:
     """Render SCENE headless (EGL) from --cameras or an --orbit into OUT.mp4 or a folder of PNGs."""
     import time
@@ -56,7 +62,11 @@ def render_command(
     if suffix not in ("", ".mp4", ".png") and not out.is_dir():
         raise ShapeError(f"-o {out}: expected OUT.mp4, a .png or a folder (no suffix), got suffix {out.suffix!r}")
     settings = RenderSettings(splat_path=splat_path, background=_parse_color(background), raster_backend=raster_backend)
-    loaded = load_scene(scene, load_weights=False)
+    from hybrid.world_model.model import parse_light_direction, resolve_mode, world_model_views
+
+    light_dir = parse_light_direction(light_direction)
+    wm_mode = resolve_mode(world_model, light_dir)
+    loaded = load_scene(scene, load_weights=wm_mode == "full")
     if cameras is not None:
         views = read_cameras_file(cameras)
         size = (width, height) if width and height else None
@@ -70,7 +80,11 @@ def render_command(
         raise ShapeError(f"-o {out}: a single .png needs exactly one view, got {len(views)}; give a folder instead")
 
     start = time.perf_counter()
-    frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)
+    if wm_mode != "off":  # the world model renders the splats itself (render.rasterize); no meshes drawn
+        frames = world_model_views(loaded, views, wm_mode, light_dir, background=settings.background, size=size,
+                                   backend=raster_backend, notify=lambda text: typer.echo(f"world model: {text}"))
+    else:
+        frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)
     if suffix == ".mp4":
         count = write_video(out, frames, fps=fps)
         what = str(out)

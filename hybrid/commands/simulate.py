@@ -36,6 +36,12 @@ def simulate_command(
     video: bool = typer.Option(True, "--video/--no-video", help="Write OUT/simulation.mp4."),
     video_width: int = typer.Option(640, "--video-width", help="Largest video width; views are scaled down to it."),
     backend: str = typer.Option("cpu", "--raster-backend", help="render.rasterize backend: cpu, gsplat or reference."),
+    world_model: str | None = typer.Option(
+        None, "--world-model", help="off, relight or full (default: full with --light-direction, else off)."
+    ),
+    light_direction: str | None = typer.Option(
+        None, "--light-direction", help="Relight: direction x,y,z from the scene towards the light (world frame)."
+    ),
 ) -> None:
     """Simulate SCENE with scheduled --events; write OUT/poses.json, OUT/simulation.mp4 and stills."""
     import time
@@ -52,7 +58,11 @@ def simulate_command(
     stills = _parse_times(times)
     if stills and cameras is None:
         raise ShapeError("--times needs --cameras FILE (the stills are rendered from those cameras)")
-    loaded = load_scene(scene, load_weights=False)
+    from hybrid.world_model.model import parse_light_direction, resolve_mode
+
+    light_dir = parse_light_direction(light_direction)
+    wm_mode = resolve_mode(world_model, light_dir)
+    loaded = load_scene(scene, load_weights=wm_mode == "full")
     evs = load_events(events) if events is not None else ()
     cams = read_cameras_file(cameras) if cameras is not None else None
     start = time.perf_counter()
@@ -60,7 +70,7 @@ def simulate_command(
                   TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
         task = bar.add_task("simulate", total=None)
         result = simulate(loaded, evs, out, duration=duration, cameras=cams, times=stills, fps=fps, video=video,
-                          video_width=video_width, backend=backend,
+                          video_width=video_width, backend=backend, world_model=wm_mode, light_direction=light_dir,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     for a in result.applied:
         typer.echo(f"t={a.time:.4f} s  {a.event.type}" + (f" -> {a.object}" if a.object else ""))

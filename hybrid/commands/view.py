@@ -25,7 +25,7 @@ def view_command(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json, splats, objects)."),
     size: str = typer.Option("1280x720", "--size", help="Window size WIDTHxHEIGHT."),
     render_scale: float | None = typer.Option(
-        None, "--render-scale", help="Internal render size / window size (default: 1 on a GPU, at most 640x360 on CPU GL)."
+        None, "--render-scale", help="Internal render size / view size (default: 1 on a GPU; on CPU GL at most 640x360 pixels).",
     ),
     splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
     camera: int | None = typer.Option(None, "--camera", help="Start at capture camera N (1-based)."),

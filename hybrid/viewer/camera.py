@@ -145,8 +145,6 @@ class FlyCamera:
         lag = self.velocity - target
         self.position += target * dt + lag * (tau * (1.0 - decay))
         self.velocity = target + lag * decay
-        if float(np.linalg.norm(self.velocity)) < 1e-5 and norm <= 1e-9:
-            self.velocity[:] = 0.0
 
     def look(self, dx: float, dy: float) -> None:
         """Turn by a mouse motion of ``dx, dy`` pixels (right / down turn right / down)."""

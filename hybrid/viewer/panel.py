@@ -17,7 +17,7 @@ from scenes._deps import require
 
 __all__ = ["Panel", "ImguiInput", "PANEL_WIDTH"]
 
-PANEL_WIDTH = 340  # pixels (window coordinates)
+PANEL_WIDTH = 330  # pixels (window coordinates); the 3D view starts right of it
 
 
 def _imgui():
@@ -146,8 +146,10 @@ class Panel:
         imgui.backends.opengl3_render_draw_data(imgui.get_draw_data())
 
     def _rect(self, label: str) -> None:
-        a, b = self.imgui.get_item_rect_min(), self.imgui.get_item_rect_max()
-        self.rects[label] = (float(a.x), float(a.y), float(b.x), float(b.y))
+        """Keep the last widget's rectangle (only when it is scrolled into view)."""
+        if self.imgui.is_item_visible():
+            a, b = self.imgui.get_item_rect_min(), self.imgui.get_item_rect_max()
+            self.rects[label] = (float(a.x), float(a.y), float(b.x), float(b.y))
 
     def _window(self, window_size) -> None:
         imgui = self.imgui
@@ -158,7 +160,7 @@ class Panel:
         flags = imgui.WindowFlags_.no_move | imgui.WindowFlags_.no_resize | imgui.WindowFlags_.no_collapse
         imgui.begin("hybrid view", None, flags)
         self.rects["panel"] = (8.0, 8.0, 8.0 + PANEL_WIDTH, float(window_size[1] - 8))
-        imgui.push_item_width(170)
+        imgui.push_item_width(160)
         open_ = imgui.TreeNodeFlags_.default_open
         if imgui.collapsing_header("Statistics", open_):
             self._stats()
@@ -176,7 +178,7 @@ class Panel:
         if s.message:
             imgui.text_wrapped(s.message)
         imgui.text_disabled("WASD/QE move, right-drag look, wheel speed, F frame, 1-9 cameras")
-        imgui.text_disabled("click select, shift-click or drag push, space pause, R reset, Backspace undo, P shot")
+        imgui.text_disabled("click select, shift-click or drag push, space pause, R reset, Backspace undo, P shot (shift+P with panel)")
         imgui.pop_item_width()
         imgui.end()
 
@@ -184,7 +186,7 @@ class Panel:
     def _stats(self) -> None:
         imgui, s = self.imgui, self.session
         imgui.text_unformatted(f"{s.stats.fps:5.1f} FPS   {len(s.scene.splats):,} splats   {len(s.world.physics.names)} bodies")
-        imgui.text_unformatted(self.actions.renderer_note())
+        imgui.text_wrapped(self.actions.renderer_note())
         parts = s.stats.summary()
         if parts:
             text = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())

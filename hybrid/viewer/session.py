@@ -33,7 +33,7 @@ __all__ = ["ViewerSettings", "ViewerSession", "SOFTWARE_RENDER_SIZE"]
 
 log = logging.getLogger(__name__)
 
-SOFTWARE_RENDER_SIZE = (640, 360)  # the largest internal render size by default on a CPU GL (llvmpipe)
+SOFTWARE_RENDER_SIZE = (640, 360)  # on a CPU GL (llvmpipe) the internal render has at most this many pixels by default
 _DRAG_PIXELS = 100.0  # a drag this long pushes with the set strength; shorter or longer scales it (0.2x .. 5x)
 
 
@@ -103,10 +103,11 @@ class ViewerSession:
 
     # ------------------------------------------------------------------ sizes
     def auto_render_scale(self, width: int, height: int) -> float:
-        """1 on a GPU; on a CPU GL the scale that fits the view inside :data:`SOFTWARE_RENDER_SIZE`."""
+        """1 on a GPU; on a CPU GL the scale that keeps the pixel count within :data:`SOFTWARE_RENDER_SIZE`'s."""
         if not self.software_gl:
             return 1.0
-        return min(1.0, SOFTWARE_RENDER_SIZE[0] / width, SOFTWARE_RENDER_SIZE[1] / height)
+        budget = SOFTWARE_RENDER_SIZE[0] * SOFTWARE_RENDER_SIZE[1]
+        return min(1.0, math.sqrt(budget / (width * height)))
 
     def resize(self, width: int, height: int) -> None:
         """Set the view's size in framebuffer pixels; the internal render size follows the render scale."""

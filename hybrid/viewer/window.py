@@ -114,7 +114,7 @@ class ViewerWindow:
         self._cursor = (0.0, 0.0)  # window coordinates
         self._look: tuple[float, float] | None = None
         self._press: tuple[float, float, int] | None = None  # left press: x, y, mods
-        self._screenshot_requested = False
+        self._screenshot_requested: str | None = None  # "view" or "window"
         self._redraw = 3  # frames still to draw after an event
         self._last_time = time.perf_counter()
         self._keys = {getattr(glfw, f"KEY_{k.upper()}"): k for k in MOVE_KEYS}
@@ -135,18 +135,32 @@ class ViewerWindow:
         self._redraw = 3
 
     def _over_panel(self, x: float, y: float) -> bool:
+        """True when the cursor (window coordinates) is on the panel rather than the 3D view."""
         if self.panel is None or not self.panel.visible:
             return False
-        if self.input.wants_mouse():
-            return True
-        x0, y0, x1, y1 = self.panel.rects.get("panel", (0, 0, 0, 0))
-        return x0 <= x <= x1 and y0 <= y <= y1
+        return self.input.wants_mouse() or self._fb(x, y)[0] < 0
 
-    def _fb(self, x: float, y: float) -> tuple[float, float]:
-        """Window coordinates -> framebuffer pixels (HiDPI)."""
+    def _scale(self) -> tuple[float, float]:
+        """Framebuffer pixels per window coordinate (1 unless HiDPI)."""
         ww, wh = self.glfw.get_window_size(self.window)
         fw, fh = self.glfw.get_framebuffer_size(self.window)
-        return x * fw / max(ww, 1), y * fh / max(wh, 1)
+        return fw / max(ww, 1), fh / max(wh, 1)
+
+    def view_rect(self, fw: int, fh: int) -> tuple[int, int, int, int]:
+        """``(x, y, width, height)`` of the 3D view in the framebuffer: right of the panel, or all of it."""
+        if self.panel is None or not self.panel.visible:
+            return (0, 0, fw, fh)
+        from hybrid.viewer.panel import PANEL_WIDTH
+
+        x0 = min(round((PANEL_WIDTH + 16) * self._scale()[0]), fw - 16)
+        return (x0, 0, fw - x0, fh)
+
+    def _fb(self, x: float, y: float) -> tuple[float, float]:
+        """Window coordinates -> pixels of the 3D view (row 0 at the top)."""
+        sx, sy = self._scale()
+        fw, fh = self.glfw.get_framebuffer_size(self.window)
+        vx, vy, vw, vh = self.view_rect(fw, fh)
+        return x * sx - vx, y * sy - (fh - vy - vh)
 
     def handle_key(self, key: int, action: int, mods: int) -> None:
         glfw, s = self.glfw, self.session
@@ -174,7 +188,7 @@ class ViewerWindow:
         elif key == glfw.KEY_BACKSPACE:
             s.undo()
         elif key == glfw.KEY_P:
-            self.request_screenshot()
+            self.request_screenshot(with_panel=bool(mods & glfw.MOD_SHIFT))
         elif key == glfw.KEY_H and self.panel is not None:
             self.panel.visible = not self.panel.visible
         elif key == glfw.KEY_ESCAPE:
@@ -245,8 +259,9 @@ class ViewerWindow:
         self._touch()
 
     # ------------------------------------------------------------------ actions for the panel
-    def request_screenshot(self) -> None:
-        self._screenshot_requested = True
+    def request_screenshot(self, with_panel: bool = False) -> None:
+        """Save the view at the end of the next frame: P without the panel, shift+P with it."""
+        self._screenshot_requested = "window" if with_panel else "view"
         self._touch()
 
     def toggle_recording(self) -> None:
@@ -297,18 +312,24 @@ class ViewerWindow:
             s.tick(dt, ())
             return False
         s.stats.begin_frame()
-        if (fw, fh) != s.view_size:
-            s.resize(fw, fh)
+        vx, vy, vw, vh = self.view_rect(fw, fh)
+        if (vw, vh) != s.view_size:
+            s.resize(vw, vh)
         s.tick(dt, self.held)
         moved = s.sync()
         if not self._needs_redraw(moved):
             s.stats.discard_frame()
             return False
         s.render()
-        s.compose(self.ctx.screen, (0, 0, fw, fh))
-        if self._screenshot_requested:
-            self._screenshot_requested = False
-            self._save_screenshot(fw, fh)
+        if vx or vy:
+            self.ctx.screen.use()
+            self.ctx.viewport = (0, 0, fw, fh)
+            self.ctx.screen.clear(0.08, 0.08, 0.09)
+        s.compose(self.ctx.screen, (vx, vy, vw, vh))
+        shot, self._screenshot_requested = self._screenshot_requested, None
+        image = None
+        if shot == "view" or (shot and self.panel is None):
+            image = self.read_window((vx, vy, vw, vh))
         if self.recorder is not None:
             with s.stats.section("record"):
                 self.recorder.add(s.read_render())
@@ -316,6 +337,10 @@ class ViewerWindow:
             with s.stats.section("panel"):
                 ww, wh = glfw.get_window_size(self.window)
                 self.panel.draw((ww, wh), (fw / max(ww, 1), fh / max(wh, 1)), dt, self._draw_overlay)
+            if shot == "window":
+                image = self.read_window((0, 0, fw, fh))
+        if image is not None:  # described after the panel ran, so its widget rectangles are this frame's
+            self._save_screenshot(image, (vx, vy, vw, vh) if shot == "view" else (0, 0, fw, fh))
         with s.stats.section("swap"):
             glfw.swap_buffers(self.window)
         s.stats.end_frame()
@@ -333,16 +358,20 @@ class ViewerWindow:
             dl = imgui.get_foreground_draw_list()
             dl.add_line(imgui.ImVec2(x0, y0), imgui.ImVec2(x1, y1), imgui.get_color_u32(imgui.ImVec4(1, 0.8, 0.1, 1)), 2.5)
 
-    def read_view(self, width: int, height: int) -> np.ndarray:  # [H, W, 3] uint8, row 0 at the top
-        data = self.ctx.screen.read(viewport=(0, 0, width, height), components=3)
-        return np.frombuffer(data, np.uint8).reshape(height, width, 3)[::-1].copy()
+    def read_window(self, rect: tuple[int, int, int, int]) -> np.ndarray:  # [H, W, 3] uint8, row 0 at the top
+        """Pixels of the window's back buffer in ``rect = (x, y, width, height)`` (GL origin, bottom left)."""
+        data = self.ctx.screen.read(viewport=rect, components=3)
+        return np.frombuffer(data, np.uint8).reshape(rect[3], rect[2], 3)[::-1].copy()
 
-    def _save_screenshot(self, width: int, height: int) -> Path:
-        image = self.read_view(width, height)
+    def _save_screenshot(self, image: np.ndarray, rect: tuple[int, int, int, int]) -> Path:
         path = next_path(self.out_dir, "view", ".png")
         info = self.session.describe()
+        fw, fh = self.glfw.get_framebuffer_size(self.window)
+        vx, vy, vw, vh = self.view_rect(fw, fh)
         info.update(
             screenshot=path.name,
+            image_rect=[rect[0], fh - rect[1] - rect[3], rect[2], rect[3]],  # x, y (from the top), w, h in the window
+            view_rect=[vx, fh - vy - vh, vw, vh],
             window=list(self.glfw.get_window_size(self.window)),
             frames=self.frames,
             fps=self.session.stats.fps,

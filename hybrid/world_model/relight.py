@@ -39,6 +39,7 @@ __all__ = [
     "shading",
     "dc_colors",
     "hemisphere_directions",
+    "refine_visibility",
 ]
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,61 @@ def shading(
     return (np.asarray(light.ambient)[None] + ndl[:, None] * sun[None]).astype(np.float32)
 
 
+def refine_visibility(
+    means: np.ndarray,  # [N, 3]
+    colors: np.ndarray,  # [N, 3] baked colours
+    normals: np.ndarray,  # [N, 3]
+    vis: np.ndarray,  # [N] shadow-map visibility
+    light: Light,
+    *,
+    k: int = 16,
+) -> np.ndarray:  # [N] float32
+    """Visibility near shadow edges re-read from the colours themselves.
+
+    A shadow map places an edge to within a splat or two; a splat put on the wrong side gets an
+    albedo off by the full shadow ratio and would glow (or stay dark) once the shadow moves.
+    Where the map is unsure (a partial value, or neighbours on both sides of an edge) we pick
+    the visibility in [0, 1] whose albedo agrees best with the median albedo of the confident
+    neighbours.
+    """
+    from scipy.spatial import cKDTree
+
+    vis = np.asarray(vis, np.float32).copy()
+    n = len(vis)
+    if n < 2:
+        return vis
+    k = min(k, n)
+    tree = cKDTree(means)
+    _, idx = tree.query(means, k=k)
+    nv = vis[idx]
+    unsure = ((vis > 0.01) & (vis < 0.99)) | (nv.max(axis=1) - nv.min(axis=1) > 0.5)
+    d = np.asarray(light.direction, np.float64)
+    lit = np.maximum(np.asarray(normals, np.float64) @ d, 0.0) > 0.05
+    unsure &= lit
+    if not unsure.any():
+        return vis
+    colors = np.maximum(np.asarray(colors, np.float64), 1e-3)
+    albedo = np.log(colors / np.maximum(shading(normals, vis, light), 1e-3))
+    confident = ~unsure
+    rows = np.nonzero(unsure)[0]
+    nb = idx[rows]  # [U, k]
+    ok = confident[nb]
+    ref = np.where(ok[..., None], albedo[nb], np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref = np.nanmedian(ref, axis=1)  # [U, 3]
+    has_ref = np.all(np.isfinite(ref), axis=1)
+    rows, ref = rows[has_ref], ref[has_ref]
+    grid = np.linspace(0.0, 1.0, 11)
+    err = np.stack([np.abs(np.log(colors[rows] / np.maximum(shading(normals[rows], np.full(len(rows), g), light),
+                                                          1e-3)) - ref).sum(axis=1) for g in grid])  # fmt: skip
+    vis[rows] = grid[np.argmin(err, axis=0)]
+    return vis
+
+
 # ----------------------------------------------------------------------------------------- estimation
 def _neighbour_pairs(means: np.ndarray, max_anchors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of nearby splats a few spacings apart (neighbour ranks 8-23 of random anchors).
@@ -332,8 +388,9 @@ class Relighting:
     frame: ShadowFrame  # shadow-map placement (fixed, so unedited splats get identical visibility)
     normals_local: np.ndarray  # [N, 3] each splat's normal in its own (rotated) frame: follows its quaternion
     albedo: np.ndarray  # [N, 3] float32
-    vis_capture: np.ndarray  # [N] float32 visibility from the capture light
+    vis_capture: np.ndarray  # [N] float32 visibility from the capture light (refined near shadow edges)
     shading_capture: np.ndarray  # [N, 3] float32
+    vis_map_capture: np.ndarray  # [N] float32 the shadow map's own capture visibility (before refinement)
 
     @classmethod
     def fit(
@@ -355,12 +412,13 @@ class Relighting:
         frame = ShadowFrame.around(s.means, resolution)
         if light is None:
             light = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress).light
-        vis = shadow_visibility(s.means, quats, s.scales, s.opacities, normals, light.direction, frame, backend=backend)
+        raw = shadow_visibility(s.means, quats, s.scales, s.opacities, normals, light.direction, frame, backend=backend)
+        vis = refine_visibility(s.means, dc_colors(s.sh), normals, raw, light)
         S = shading(normals, vis, light)
         albedo = np.clip(dc_colors(s.sh) / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
         R = quat_to_matrix(quats.astype(np.float64))
         local = np.einsum("nji,nj->ni", R, normals).astype(np.float32)  # R^T n
-        return cls(light, frame, local, albedo, vis, S)
+        return cls(light, frame, local, albedo, vis, S, raw)
 
     def normals(self, quats: np.ndarray) -> np.ndarray:  # [N, 4] current quaternions -> [N, 3]
         """World normals of the splats at their current rotations."""
@@ -391,6 +449,10 @@ class Relighting:
             raise ShapeError(f"Relighting.shade: means must be [{n}, 3] (the scene's splats), got {np.shape(means)}")
         normals = self.normals(quats)
         vis = shadow_visibility(means, quats, scales, opacities, normals, light.direction, self.frame, backend=backend)
+        if np.allclose(light.direction, self.light.direction, atol=1e-9):
+            # where the shadow map says what it said at capture, keep the refined capture visibility
+            same = np.abs(vis - self.vis_map_capture) < 1e-6
+            vis = np.where(same, self.vis_capture, vis).astype(np.float32)
         return ShadeResult(normals, vis, shading(normals, vis, light), light)
 
     def colors(self, shade: ShadeResult, view_colors: np.ndarray, dc: np.ndarray) -> np.ndarray:  # -> [N, 3]

@@ -114,6 +114,12 @@ def gate_radius(height: int, width: int) -> int:
     return max(2, round(0.03 * max(height, width)))
 
 
+def gate_reach(height: int, width: int) -> float:
+    """Euclidean distance in pixels beyond which the gate is exactly 0 (square dilation, then the blur)."""
+    r = gate_radius(height, width)
+    return float(np.sqrt(2.0) * (r + max(1, r // 2)))
+
+
 def network_input(gb: GBuffers, gate: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(x [1, 16, H, W], base [1, 3, H, W], gate [1, 1, H, W])`` from the G-buffers."""
     ch = lambda t: t.permute(2, 0, 1).unsqueeze(0)  # noqa: E731

@@ -111,7 +111,9 @@ def render(scene: dict, backend: str, grad: bool = False, **kw):
         for k in DIFF:
             if args.get(k) is not None:
                 leaves[k] = args[k] = args[k].detach().clone().requires_grad_(True)
-    pos = [args.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width", "height")]
+    pos = [
+        args.pop(k) for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks", "width", "height")
+    ]
     res = rasterize(*pos, backend=backend, **args)
     grads = {}
     if grad:

@@ -88,6 +88,9 @@ def test_reference_gradcheck_float64():
 
 
 def _gradcheck(scene: dict, backend: str) -> None:
+    g = torch.Generator().manual_seed(1)
+    scene["means"] = scene["means"] * 0.4  # a few big splats near the centre of a tiny image
+    scene["scales"] = 0.2 + 0.3 * torch.rand(scene["scales"].shape, generator=g, dtype=torch.float64)
     scene["opacities"] = scene["opacities"].clamp(0.3, 0.8)  # keep away from the 0.999 clamp
     names = [k for k in DIFF if scene.get(k) is not None]
 
@@ -101,7 +104,7 @@ def _gradcheck(scene: dict, backend: str) -> None:
 
     inputs = tuple(scene[k].detach().clone().requires_grad_(True) for k in names)
     assert fn(*inputs)[1].max() > 0.3, "the tiny scene should be visible"
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
 
 
 def test_cpu_absgrad_and_means2d_grad():

@@ -1,0 +1,207 @@
+"""The appearance world model on an analytic cube-over-plane scene with a known light."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from hybrid.world_model import (
+    WEIGHTS_NAME,
+    Relighting,
+    ResidualNet,
+    SplatState,
+    TrainConfig,
+    WorldModel,
+    apply_world_model,
+    parse_light_direction,
+    train_world_model,
+)
+from hybrid.world_model.residual import gate_reach
+from scenes import Light, ShapeError, load_scene, save_scene
+from tests.hybrid._world_model_scenes import CUBE_CENTER, LIGHT, cube_over_plane, shadow_center_on_floor, top_camera
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def cube():
+    scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
+    return scene, truth, Relighting.fit(scene, light=LIGHT)
+
+
+def moved_state(scene, truth, offset) -> SplatState:
+    rest = SplatState.rest(scene)
+    mask = np.zeros(len(rest.means), bool)
+    mask[truth["cube"]] = True
+    means = rest.means + np.where(mask[:, None], np.asarray(offset, np.float32), 0.0).astype(np.float32)
+    return replace(rest, means=means, moved=mask)
+
+
+def shadowed_floor_centroid(rel: Relighting, scene, truth, state, light) -> np.ndarray:
+    shade = rel.shade(state.means, state.quats, state.scales, state.opacities, light)
+    floor = truth["floor"]
+    dark = floor[shade.vis[floor] < 0.5]
+    assert len(dark) > 20, "no shadow on the floor"
+    return state.means[dark].mean(axis=0)
+
+
+def test_relit_render_without_edits_reproduces_the_capture(cube):
+    scene, truth, rel = cube
+    capture = WorldModel(scene, "off").images(SplatState.rest(scene), list(scene.capture_cameras[:3]))
+    relit = WorldModel(scene, "relight", relighting=rel).images(SplatState.rest(scene), list(scene.capture_cameras[:3]))
+    for a, b in zip(capture, relit, strict=True):
+        assert psnr(a, b) > 50.0
+    # the recovered albedo is the true one away from shadow edges
+    sure = (rel.vis_capture == 0) | (rel.vis_capture == 1)
+    floor = np.zeros(len(sure), bool)
+    floor[truth["floor"]] = True
+    err = np.abs(rel.albedo - truth["albedo"])[sure & floor]
+    assert np.median(err) < 0.01
+
+
+def test_estimated_light_matches_the_truth_and_still_reproduces_the_capture(cube):
+    scene, truth, _ = cube
+    rel = Relighting.fit(scene)  # light estimated from the baked colours
+    d = np.asarray(rel.light.direction)
+    angle = np.degrees(np.arccos(np.clip(d @ np.asarray(LIGHT.direction), -1, 1)))
+    assert angle < 12.0
+    ratio = np.asarray(rel.light.color) / np.asarray(rel.light.ambient)
+    assert np.allclose(ratio, 0.6 / 0.4, rtol=0.35)
+    cams = list(scene.capture_cameras[:2])
+    a = WorldModel(scene, "off").images(SplatState.rest(scene), cams)
+    b = WorldModel(scene, "relight", relighting=rel).images(SplatState.rest(scene), cams)
+    assert min(psnr(x, y) for x, y in zip(a, b, strict=True)) > 45.0
+
+
+def test_shadow_lands_where_geometry_says_and_moves_with_its_caster(cube):
+    scene, truth, rel = cube
+    rest = SplatState.rest(scene)
+    expected = shadow_center_on_floor(CUBE_CENTER, LIGHT)
+    got = shadowed_floor_centroid(rel, scene, truth, rest, LIGHT)
+    assert np.linalg.norm(got[:2] - expected[:2]) < 0.015
+    offset = np.array([0.0, 0.2, 0.05])
+    moved = moved_state(scene, truth, offset)
+    expected2 = shadow_center_on_floor(np.asarray(CUBE_CENTER) + offset, LIGHT)
+    got2 = shadowed_floor_centroid(rel, scene, truth, moved, LIGHT)
+    assert np.linalg.norm(got2[:2] - expected2[:2]) < 0.015
+    # a light edit moves the shadow too
+    light2 = Light(direction=(-0.3, 0.4, 0.87), color=LIGHT.color, ambient=LIGHT.ambient)
+    got3 = shadowed_floor_centroid(rel, scene, truth, rest, light2)
+    assert np.linalg.norm(got3[:2] - shadow_center_on_floor(CUBE_CENTER, light2)[:2]) < 0.015
+
+    # in pixels, from above: the old shadow is lit floor again in relight, still dark in the engine alone
+    cam = top_camera(size=160)
+    off = WorldModel(scene, "off").images(moved, [cam])[0].mean(axis=-1)
+    relit = WorldModel(scene, "relight", relighting=rel).images(moved, [cam])[0].mean(axis=-1)
+
+    def pixel(p):
+        x = cam.viewmat[:3, :3] @ p + cam.viewmat[:3, 3]
+        return int(cam.K[1, 1] * x[1] / x[2] + cam.K[1, 2]), int(cam.K[0, 0] * x[0] / x[2] + cam.K[0, 2])
+
+    def patch(img, p):
+        r, c = pixel(p)
+        return float(img[r - 2 : r + 3, c - 2 : c + 3].mean())
+
+    lit_floor = np.asarray(LIGHT.ambient) + np.asarray(LIGHT.color) * LIGHT.direction[2]
+    old, new = expected, expected2
+    assert patch(off, old) < 0.65 * patch(relit, old)  # the baked shadow stays in the engine alone
+    assert patch(relit, new) < 0.65 * patch(off, new)  # the moved cube casts a new shadow only with relight
+    albedo_old = truth["albedo"][truth["floor"][np.argmin(np.linalg.norm(scene.splats.means[truth["floor"]] - old, axis=1))]]
+    assert patch(relit, old) == pytest.approx(float(np.mean(albedo_old * lit_floor)), rel=0.15)
+
+
+def test_residual_never_changes_pixels_far_from_any_edit(cube):
+    scene, truth, rel = cube
+    torch.manual_seed(0)
+    net = ResidualNet(8)
+    for p in net.parameters():  # any weights at all, not only trained ones: the bound is structural
+        torch.nn.init.normal_(p, std=0.5)
+    weights = {**{k: v for k, v in net.state_arrays().items()}, "config.width": np.array([8])}
+    wm = WorldModel(scene.with_(weights={WEIGHTS_NAME: _with_light(weights, LIGHT)}), "full", relighting=rel)
+    cams = [scene.capture_cameras[0], top_camera(size=128)]
+    for frame in wm.render(moved_state(scene, truth, (0.0, 0.2, 0.0)), cams, keep_gbuffers=True):
+        gb = frame.gbuffers
+        relit = apply_world_model("relight", gb)
+        diff = np.abs(frame.image - relit).max(axis=-1)
+        edit = gb.edit[..., 0].numpy() > 0
+        assert edit.any() and diff.max() > 0.05  # the network does act near the edit
+        h, w = edit.shape
+        far = distance_transform_edt(~edit) > gate_reach(h, w)
+        assert far.mean() > 0.3
+        assert diff[far].max() <= 1e-6
+
+
+def _with_light(weights: dict, light: Light) -> dict:
+    return {**weights, "light.direction": np.asarray(light.direction, np.float32),
+            "light.color": np.asarray(light.color, np.float32), "light.ambient": np.asarray(light.ambient, np.float32),
+            "light.intensity": np.asarray([light.intensity], np.float32)}  # fmt: skip
+
+
+def test_training_runs_and_weights_round_trip_through_the_scene_folder(cube, tmp_path):
+    scene, truth, rel = cube
+    calls = []
+    result = train_world_model(scene, TrainConfig(steps=12, views=2, samples_per_view=3, crop=48, batch=4, width=8),
+                               relighting=rel, progress=lambda *a: calls.append(a))  # fmt: skip
+    assert {c[0] for c in calls} == {"samples", "train"} and calls[-1] == ("train", 12, 12)
+    assert result.net.num_parameters < 3_000_000
+    folder = save_scene(scene.with_(weights={WEIGHTS_NAME: result.weights}), tmp_path / "scene")
+    assert (folder / "weights" / f"{WEIGHTS_NAME}.safetensors").is_file()
+    loaded = load_scene(folder)
+    for k, v in result.weights.items():
+        np.testing.assert_array_equal(loaded.weights[WEIGHTS_NAME][k], v)
+    state = moved_state(scene, truth, (0.0, 0.2, 0.0))
+    cams = [scene.capture_cameras[1]]
+    a = WorldModel(scene.with_(weights={WEIGHTS_NAME: result.weights}), "full", relighting=rel).images(state, cams)
+    b = WorldModel(loaded, "full").images(state, cams)  # light read from the weights
+    assert WorldModel(loaded, "full").capture_light == rel.light
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+
+
+def test_scene_without_weights_renders_with_relight_and_says_so(cube, tmp_path):
+    scene, _, rel = cube
+    heard = []
+    wm = WorldModel(scene, "full", relighting=rel, notify=heard.append)
+    assert wm.mode == "relight" and wm.net is None
+    assert any("no world-model weights" in h and "relight" in h for h in heard)
+    with pytest.raises(ShapeError, match="--world-model"):
+        WorldModel(scene, "fancy")
+    with pytest.raises(ShapeError, match="--light-direction"):
+        parse_light_direction("1,2")
+
+
+def test_render_cli_light_edit_writes_one_png_per_camera_and_moves_the_shadow(cube, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from scenes import write_transforms_json
+
+    scene, _, _ = cube
+    folder = save_scene(scene.with_(light=LIGHT), tmp_path / "scene")
+    cams = [top_camera(size=96), scene.capture_cameras[0]]
+    cams_path = tmp_path / "cams.json"
+    write_transforms_json(cams_path, cams)
+    json.loads(cams_path.read_text())
+    runner = CliRunner()
+    out_off = tmp_path / "off"
+    res = runner.invoke(app, ["render", str(folder), "--cameras", str(cams_path), "--world-model", "off",
+                              "--splat-path", "raster", "-o", str(out_off)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "relit"
+    res = runner.invoke(app, ["render", str(folder), "--cameras", str(cams_path), "--light-direction", "-0.3,0.4,0.87",
+                              "-o", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "relight" in res.output  # no weights: full falls back to relight, and says so
+    assert sorted(p.name for p in out.iterdir()) == ["c0.png", "c1.png"]
+    a = np.asarray(Image.open(out / "c0.png"), np.float32) / 255
+    b = np.asarray(Image.open(out_off / "c0.png"), np.float32) / 255
+    assert a.shape == b.shape == (96, 96, 3)
+    assert np.abs(a - b).mean() > 0.01  # the light edit changes the picture
