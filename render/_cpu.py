@@ -97,7 +97,7 @@ class _Project(torch.autograd.Function):
         radii, rects = _zeros((c, n, 2), np.int32), _zeros((c, n, 4), np.int32)
         pk = np.empty((c, n, k.P_LEN), dt)
         k.project_fwd(
-            _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
+            0, n, _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.near_plane, cfg.far_plane, cfg.radius_clip, cfg.antialiased, n_tx, n_ty,
             means2d.numpy(), conics.numpy(), depths.numpy(), opac.numpy(), radii.numpy(), rects.numpy(), pk,
         )  # fmt: skip
@@ -118,7 +118,7 @@ class _Project(torch.autograd.Function):
             (n,), dt)  # fmt: skip
         v_view = _zeros((c, n, 12) if want_view else (1, 1, 12), dt)
         kernels().project_bwd(
-            _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
+            0, n, _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.antialiased, radii.numpy(), _np(v_means2d), _np(v_conics), _np(v_depths), _np(v_opac),
             want_view, v_means.numpy(), v_quats.numpy(), v_scales.numpy(), v_opacities.numpy(), v_view.numpy(),
         )  # fmt: skip
@@ -136,7 +136,7 @@ class _ShColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, sh, campos, radii, degree: int):
         out = _zeros((campos.shape[0], means.shape[0], 3), _NP[means.dtype])
-        kernels().sh_fwd(_np(means), _np(sh), _np(campos), degree, radii.numpy(), out.numpy())
+        kernels().sh_fwd(0, means.shape[0], _np(means), _np(sh), _np(campos), degree, radii.numpy(), out.numpy())
         ctx.save_for_backward(means, sh, campos, radii)
         ctx.degree = degree
         return out
@@ -149,7 +149,7 @@ class _ShColors(torch.autograd.Function):
         v_means = _empty((means.shape[0], 3), dt)
         v_campos = _zeros((campos.shape[0], means.shape[0], 3), dt)
         kernels().sh_bwd(
-            _np(means), _np(sh), _np(campos), ctx.degree, radii.numpy(), _np(v_colors),
+            0, means.shape[0], _np(means), _np(sh), _np(campos), ctx.degree, radii.numpy(), _np(v_colors),
             v_sh.numpy(), v_means.numpy(), v_campos.numpy(),
         )  # fmt: skip
         return v_means, v_sh, torch.from_numpy(v_campos.numpy().sum(1)), None, None
@@ -181,14 +181,13 @@ class _Rasterize(torch.autograd.Function):
         radii = meta.radii.numpy()
         order = np.empty((c, n), np.int32)
         n_vis = np.zeros(c, np.int64)
-        if pk.dtype == np.float32:
-            k.depth_order32(np.ascontiguousarray(pk[..., k.P_Z]), radii, order, n_vis)
-        else:
-            valid = (radii > 0).all(-1)
-            for i in range(c):
-                vis = np.flatnonzero(valid[i]).astype(np.int32)
-                n_vis[i] = vis.size
-                order[i, : vis.size] = vis[np.argsort(pk[i, vis, k.P_Z], kind="stable")]
+        valid = (radii > 0).all(-1)
+        for i in range(c):  # visible splats by camera z, stable (ties keep the splat order, as gsplat's sort)
+            vis = np.flatnonzero(valid[i]).astype(np.int32)
+            z = np.ascontiguousarray(pk[i, vis, k.P_Z])
+            srt = k.radix_argsort(z.view(np.uint32)) if z.dtype == np.float32 else np.argsort(z, kind="stable")
+            n_vis[i] = vis.size
+            order[i, : vis.size] = vis[srt]
         offsets, ids, gm_start = k.bin_tiles(meta.rects.numpy(), order, n_vis, n_tx, n_ty)
         dt = pk.dtype
         nd = 1 if meta.want_depth else 0
@@ -231,7 +230,7 @@ class _Rasterize(torch.autograd.Function):
             out_t, out_last, v_rgb_np, v_depth_np, v_alpha_np, grads, v_bg_tiles,
         )  # fmt: skip
         per = np.empty((c, n, k.G_RGB + nf), pk.dtype)
-        k.reduce_grads(grads, gm_start, meta.rects.numpy(), per)
+        k.reduce_grads(0, c * n, grads, gm_start, meta.rects.numpy(), per)
         per_t = torch.from_numpy(per)
         if meta.absgrad:
             means2d.absgrad = per_t[..., k.G_AX : k.G_AY + 1]

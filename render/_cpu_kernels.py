@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -110,21 +111,21 @@ def _fov_limits(ks, c, wf, hf, one):
 
 
 # ----------------------------------------------------------------------------------------- projection
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def project_fwd(
+    lo, hi,
     means, quats, scales, opacities, viewmats, ks,  # [N,3] [N,4] [N,3] [N] [C,4,4] [C,3,3]
     width, height, eps2d, near, far, radius_clip, antialiased, n_tx, n_ty,
     means2d, conics, depths, opac_eff, radii, rects,  # out: [C,N,2] [C,N,3] [C,N] [C,N] [C,N,2]i32 [C,N,4]i32
     pk,  # out: [C, N, P_LEN] the same values packed for the compositing loops
 ):  # fmt: skip
-    n = means.shape[0]
     n_cam = viewmats.shape[0]
     ft = means.dtype.type
     one, zero, two = ft(1.0), ft(0.0), ft(2.0)
     eps, near_f, far_f, clip = ft(eps2d), ft(near), ft(far), ft(radius_clip)
     athr, ext_max, ts, margin = ft(1.0 / 255.0), ft(3.33), ft(TILE), ft(SPAN_MARGIN)
     wf, hf = ft(width), ft(height)
-    for g in prange(n):
+    for g in range(lo, hi):
         qw, qx, qy, qz = quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]
         inv = one / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
         rot = _rotmat(qw * inv, qx * inv, qy * inv, qz * inv, one)
@@ -204,20 +205,20 @@ def project_fwd(
             rects[c, g, 3] = min(max(0, int(math.ceil(v / ts + ryf))), n_ty)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def project_bwd(
+    lo, hi,
     means, quats, scales, opacities, viewmats, ks, width, height, eps2d, antialiased, radii,
     v_means2d, v_conics, v_depths, v_opac_eff,  # [C,N,2] [C,N,3] [C,N] [C,N]
     want_view,
     v_means, v_quats, v_scales, v_opacities, v_view,  # out: [N,3] [N,4] [N,3] [N] [C,N,12] (or [1,1,12])
 ):  # fmt: skip
-    n = means.shape[0]
     n_cam = viewmats.shape[0]
     ft = means.dtype.type
     one, zero, two, half = ft(1.0), ft(0.0), ft(2.0), ft(0.5)
     eps = ft(eps2d)
     wf, hf = ft(width), ft(height)
-    for g in prange(n):
+    for g in range(lo, hi):
         qw0, qx0, qy0, qz0 = quats[g, 0], quats[g, 1], quats[g, 2], quats[g, 3]
         inv = one / math.sqrt(qw0 * qw0 + qx0 * qx0 + qy0 * qy0 + qz0 * qz0)
         qw, qx, qy, qz = qw0 * inv, qx0 * inv, qy0 * inv, qz0 * inv
@@ -416,14 +417,13 @@ def _sh_basis_vjp(x, y, z, vb, nk, one):  # d/d(x, y, z) of sum_k vb[k] Y_k (pol
     return gx, gy, gz
 
 
-@njit(parallel=True, cache=True)
-def sh_fwd(means, sh, campos, degree, radii, out):  # [N,3] [N,K,3] [C,3] int [C,N,2] -> out [C,N,3]
-    n = means.shape[0]
+@njit(cache=True)
+def sh_fwd(lo, hi, means, sh, campos, degree, radii, out):  # [N,3] [N,K,3] [C,3] int [C,N,2] -> out [C,N,3]
     n_cam = campos.shape[0]
     nk = (degree + 1) * (degree + 1)
     ft = means.dtype.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
-    for g in prange(n):
+    for g in range(lo, hi):
         for c in range(n_cam):
             if radii[c, g, 0] <= 0 or radii[c, g, 1] <= 0:
                 continue
@@ -442,15 +442,14 @@ def sh_fwd(means, sh, campos, degree, radii, out):  # [N,3] [N,K,3] [C,3] int [C
                 out[c, g, ch] = max(acc + half, zero)
 
 
-@njit(parallel=True, cache=True)
-def sh_bwd(means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos):
+@njit(cache=True)
+def sh_bwd(lo, hi, means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos):
     # v_colors [C,N,3] -> v_sh [N,K,3] (+=), v_means [N,3] (=), v_campos [C,N,3] (=)
-    n = means.shape[0]
     n_cam = campos.shape[0]
     nk = (degree + 1) * (degree + 1)
     ft = means.dtype.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
-    for g in prange(n):
+    for g in range(lo, hi):
         vmx, vmy, vmz = zero, zero, zero
         vb = np.empty(16, means.dtype)
         for c in range(n_cam):
@@ -492,50 +491,26 @@ def sh_bwd(means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos):
 
 # ----------------------------------------------------------------------------------------- tile binning
 @njit(cache=True)
-def _radix_order(keys, idx):  # stable LSD radix sort of uint32 keys, 4 x 8 bits; returns idx permuted
+def radix_argsort(keys):  # uint32 [n] -> int32 [n]: the stable ascending order (LSD radix sort, 4 x 8 bits)
     n = keys.shape[0]
-    k_a, k_b = keys.copy(), np.empty_like(keys)
-    i_a, i_b = idx.copy(), np.empty_like(idx)
+    order = np.arange(n).astype(np.int32)
+    tmp = np.empty(n, np.int32)
     count = np.empty(257, np.int64)
     for shift in range(0, 32, 8):
-        count[:] = 0
+        for b in range(257):
+            count[b] = 0
         for i in range(n):
-            count[((k_a[i] >> shift) & 255) + 1] += 1
-        if count[1:].max() == n:
-            continue  # every key has the same byte: the pass would not move anything
+            count[((keys[order[i]] >> shift) & 255) + 1] += 1
         for b in range(256):
             count[b + 1] += count[b]
         for i in range(n):
-            byte = (k_a[i] >> shift) & 255
-            pos = count[byte]
-            k_b[pos] = k_a[i]
-            i_b[pos] = i_a[i]
-            count[byte] = pos + 1
-        k_a, k_b = k_b, k_a
-        i_a, i_b = i_b, i_a
-    return i_a
-
-
-@njit(cache=True)
-def depth_order32(depths, radii, order, n_vis):  # float32 depths [C,N] -> order [C,N] (first n_vis[c] valid)
-    n_cam, n = depths.shape
-    for c in range(n_cam):
-        m = 0
-        for g in range(n):
-            if radii[c, g, 0] > 0 and radii[c, g, 1] > 0:
-                m += 1
-        idx = np.empty(m, np.int32)
-        keys = np.empty(m, np.uint32)
-        bits = depths[c].view(np.uint32)
-        m = 0
-        for g in range(n):
-            if radii[c, g, 0] > 0 and radii[c, g, 1] > 0:
-                idx[m] = g
-                keys[m] = bits[g]  # positive floats order like their bit patterns
-                m += 1
-        srt = _radix_order(keys, idx)
-        order[c, :m] = srt
-        n_vis[c] = m
+            j = order[i]
+            byte = (keys[j] >> shift) & 255
+            tmp[count[byte]] = j
+            count[byte] += 1
+        for i in range(n):
+            order[i] = tmp[i]
+    return order
 
 
 @njit(cache=True)
@@ -621,8 +596,9 @@ def _span(mx, dy, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca):
     return max(bx0, _ifloor(mid - hw)), min(bx1, _ifloor(mid + hw) + 1)
 
 
-@njit(parallel=True, cache=True)
-def raster_fwd(
+@njit(cache=True)
+def _raster_fwd_range(
+    lo, hi,
     pk, colors, bg, has_bg, want_depth, want_ids, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
     out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
 ):  # fmt: skip
@@ -633,7 +609,6 @@ def raster_fwd(
     out_depth [C,H,W,D] (D = 1 when want_depth) accumulated z, out_alpha [C,H,W,1] = 1 - T,
     out_t [C,H,W] final T, out_last [C,H,W] last contributing list index, out_ids [C,H,W] dominant splat.
     """
-    n_cam = pk.shape[0]
     nf = colors.shape[2]
     rgb3 = nf == 3
     per_cam = colors.shape[0] > 1
@@ -642,7 +617,7 @@ def raster_fwd(
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
-    for job in prange(n_cam * n_tiles):
+    for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
         tile = job - c * n_tiles
@@ -724,11 +699,28 @@ def raster_fwd(
                 out_ids[c, py, px] = best_id[p]
 
 
+@njit(parallel=True, cache=True)
+def raster_fwd(
+    pk, colors, bg, has_bg, want_depth, want_ids, offsets, ids, depth_limit, has_limit, width, height, n_tx, n_ty,
+    out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
+):  # fmt: skip
+    """Front-to-back compositing (see _raster_fwd_range), one 16x16 tile per parallel job."""
+    total = pk.shape[0] * n_tx * n_ty
+    old = numba.set_parallel_chunksize(1)  # dynamic scheduling: tile costs vary a lot
+    for t in prange(total):
+        _raster_fwd_range(
+            t, t + 1, pk, colors, bg, has_bg, want_depth, want_ids, offsets, ids, depth_limit, has_limit, width,
+            height, n_tx, n_ty, out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
+        )  # fmt: skip
+    numba.set_parallel_chunksize(old)
+
+
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-intersection gradient layout
 
 
-@njit(parallel=True, cache=True)
-def raster_bwd(
+@njit(cache=True)
+def _raster_bwd_range(
+    lo, hi,
     pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
     out_t, out_last, v_rgb, v_depth, v_alpha,
     grads, v_bg_tiles,
@@ -738,7 +730,6 @@ def raster_bwd(
     Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] go to
     grads [n_isect, G_RGB + F] (one row per tile intersection, see G_*) and v_bg_tiles [C*T, F].
     """
-    n_cam = pk.shape[0]
     nf = colors.shape[2]
     rgb3 = nf == 3
     per_cam = colors.shape[0] > 1
@@ -747,7 +738,7 @@ def raster_bwd(
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
-    for job in prange(n_cam * n_tiles):
+    for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
         tile = job - c * n_tiles
@@ -869,11 +860,27 @@ def raster_bwd(
 
 
 @njit(parallel=True, cache=True)
-def reduce_grads(grads, gm_start, rects, out):  # per-intersection [n_isect, G] -> per (camera, splat) [C,N,G]
+def raster_bwd(
+    pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty, out_t, out_last,
+    v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
+):  # fmt: skip
+    """Backward of raster_fwd (see _raster_bwd_range), one tile per parallel job."""
+    total = pk.shape[0] * n_tx * n_ty
+    old = numba.set_parallel_chunksize(1)  # dynamic scheduling: tile costs vary a lot
+    for t in prange(total):
+        _raster_bwd_range(
+            t, t + 1, pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
+            out_t, out_last, v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
+        )  # fmt: skip
+    numba.set_parallel_chunksize(old)
+
+
+@njit(cache=True)
+def reduce_grads(lo, hi, grads, gm_start, rects, out):  # per-intersection [n_isect, G] -> per (camera, splat) [C,N,G]
     n_cam, n = gm_start.shape
     ng = grads.shape[1]
     zero = grads.dtype.type(0.0)
-    for j in prange(n_cam * n):
+    for j in range(lo, hi):
         c = j // n
         g = j - c * n
         for q in range(ng):

@@ -81,8 +81,16 @@ def render_command(
 
     start = time.perf_counter()
     if wm_mode != "off":  # the world model renders the splats itself (render.rasterize); no meshes drawn
-        frames = world_model_views(loaded, views, wm_mode, light_dir, background=settings.background, size=size,
-                                   backend=raster_backend, notify=lambda text: typer.echo(f"world model: {text}"))
+        frames = world_model_views(
+            loaded,
+            views,
+            wm_mode,
+            light_dir,
+            background=settings.background,
+            size=size,
+            backend=raster_backend,
+            notify=lambda text: typer.echo(f"world model: {text}"),
+        )
     else:
         frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)
     if suffix == ".mp4":

@@ -25,7 +25,9 @@ def view_command(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json, splats, objects)."),
     size: str = typer.Option("1280x720", "--size", help="Window size WIDTHxHEIGHT."),
     render_scale: float | None = typer.Option(
-        None, "--render-scale", help="Internal render size / view size (default: 1 on a GPU; on CPU GL at most 640x360 pixels).",
+        None,
+        "--render-scale",
+        help="Internal render size / view size (default: 1 on a GPU; on CPU GL at most 640x360 pixels).",
     ),
     splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
     camera: int | None = typer.Option(None, "--camera", help="Start at capture camera N (1-based)."),
@@ -37,9 +39,12 @@ def view_command(
     frames: int | None = typer.Option(None, "--frames", help="Quit after drawing this many frames (scripts)."),
 ) -> None:
     """Open SCENE in a window: WASD/QE fly, right-drag look, click select, shift-click/drag push, panel for the rest."""
+    from hybrid.viewer._display import check_display
+    from scenes.errors import ShapeError
+
+    check_display()  # before loading anything: no display fails at once, pointing at `hybrid render`
     from hybrid.viewer import ViewerSettings, ViewerWindow
     from scenes import load_scene
-    from scenes.errors import ShapeError
 
     window_size = _parse_size(size)
     if camera is not None and camera < 1:

@@ -42,6 +42,8 @@ __all__ = [
     "Interrupted",
     "ssim",
     "psnr",
+    "photometric_loss",
+    "dense_points",
     "init_from_points",
     "split_heldout",
 ]
@@ -170,6 +172,19 @@ def psnr(a: Tensor, b: Tensor, valid: Tensor | None = None) -> float:
     d = (a.clamp(0, 1) - b) ** 2
     mse = d.mean() if valid is None else d[valid].mean()
     return float(-10.0 * torch.log10(mse.clamp_min(1e-12)))
+
+
+def photometric_loss(pred: Tensor, target: Tensor, valid: Tensor | None, ssim_lambda: float) -> Tensor:
+    """``(1 - l) * L1 + l * (1 - SSIM)`` of [H, W, 3] images over the ``valid`` [H, W] pixels.
+
+    Invalid pixels of the target are replaced by the (detached) prediction, so they add no error
+    and the SSIM windows around them see no trace of what was masked.
+    """
+    if valid is not None:
+        target = torch.where(valid[..., None], target, pred.detach())
+    l1 = (pred - target).abs()
+    l1 = l1.mean() if valid is None else l1[valid].mean()
+    return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim(pred, target, valid))
 
 
 # ------------------------------------------------------------------------------------- init
@@ -507,9 +522,7 @@ class Trainer:
                 A = self.color[k]
                 pred = pred @ A[:, :3].T + A[:, 3]
             target, valid = self._target(idx, factor)
-            l1 = (pred - target).abs()
-            l1 = l1.mean() if valid is None else l1[valid].mean()
-            loss = (1 - o.ssim_lambda) * l1 + o.ssim_lambda * (1 - ssim(pred, target, valid))
+            loss = photometric_loss(pred, target, valid, o.ssim_lambda)
             if o.appearance:
                 loss = loss + o.appearance_reg * ((self.color[k] - torch.eye(3, 4, device=self.device)) ** 2).sum()
             loss.backward()

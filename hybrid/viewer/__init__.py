@@ -8,14 +8,28 @@ Front door::
 The parts are usable without a window: :class:`ViewerSession` (world + renderer + camera +
 selection + undo, drawn into any framebuffer, e.g. on a headless EGL context) and the plain
 state classes :class:`FlyCamera`, :class:`LightSettings`, :class:`InterventionStack`.
-Importing this package imports neither GLFW nor ImGui nor ModernGL.
+Importing this package is light: the names below are imported on first use (GLFW and ImGui only
+when a window opens).
 """
 
-from hybrid.viewer.camera import MOVE_KEYS, FlyCamera, FlyCameraConfig
-from hybrid.viewer.capture import VideoRecorder, save_screenshot
-from hybrid.viewer.session import SOFTWARE_RENDER_SIZE, ViewerSession, ViewerSettings
-from hybrid.viewer.state import FrameStats, Intervention, InterventionStack, LightSettings
-from hybrid.viewer.window import NO_DISPLAY_HINT, ViewerWindow
+import importlib
+
+_WHERE = {
+    "ViewerWindow": "window",
+    "ViewerSession": "session",
+    "ViewerSettings": "session",
+    "SOFTWARE_RENDER_SIZE": "session",
+    "NO_DISPLAY_HINT": "_display",
+    "FlyCamera": "camera",
+    "FlyCameraConfig": "camera",
+    "MOVE_KEYS": "camera",
+    "LightSettings": "state",
+    "Intervention": "state",
+    "InterventionStack": "state",
+    "FrameStats": "state",
+    "VideoRecorder": "capture",
+    "save_screenshot": "capture",
+}
 
 __all__ = [
     "ViewerWindow",
@@ -33,3 +47,16 @@ __all__ = [
     "VideoRecorder",
     "save_screenshot",
 ]
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hybrid.viewer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hybrid.viewer.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

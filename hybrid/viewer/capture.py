@@ -16,10 +16,11 @@ __all__ = ["save_screenshot", "VideoRecorder", "next_path"]
 
 
 def next_path(folder: str | Path, stem: str, suffix: str) -> Path:
-    """``folder/stem-YYYYmmdd-HHMMSS[-k].suffix`` that does not exist yet (folder created)."""
+    """``folder/stem-YYYYmmdd-HHMMSS-mmm[-k].suffix`` (milliseconds) that does not exist yet; folder created."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    now = time.time()
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{int(now * 1000) % 1000:03d}"
     path, k = folder / f"{base}{suffix}", 1
     while path.exists():
         path, k = folder / f"{base}-{k}{suffix}", k + 1

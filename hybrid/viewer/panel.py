@@ -18,6 +18,7 @@ from scenes._deps import require
 __all__ = ["Panel", "ImguiInput", "PANEL_WIDTH"]
 
 PANEL_WIDTH = 330  # pixels (window coordinates); the 3D view starts right of it
+_UNLABELLED = {"pause", "reset", "undo", "spawn", "screenshot", "record", "colliders", "world model"}  # buttons
 
 
 def _imgui():
@@ -58,7 +59,8 @@ class ImguiInput:
         return bool(self.io.want_capture_mouse)
 
     def wants_keyboard(self) -> bool:
-        return bool(self.io.want_capture_keyboard)
+        """True while the user types into a panel field (the viewer's key shortcuts then stay quiet)."""
+        return bool(self.io.want_text_input)
 
     def key(self, key: int, action: int, mods: int) -> None:
         glfw, io, K = self.glfw, self.io, self.imgui.Key
@@ -128,7 +130,9 @@ class Panel:
             raise BackendError("the viewer panel: ImGui's OpenGL 3 renderer failed to initialise")
 
     # ------------------------------------------------------------------ frame
-    def draw(self, window_size: tuple[int, int], framebuffer_scale: tuple[float, float], dt: float, overlay=None) -> None:
+    def draw(
+        self, window_size: tuple[int, int], framebuffer_scale: tuple[float, float], dt: float, overlay=None
+    ) -> None:
         """Build and render the panel for one frame into the bound (window) framebuffer."""
         imgui = self.imgui
         io = imgui.get_io()
@@ -146,10 +150,17 @@ class Panel:
         imgui.backends.opengl3_render_draw_data(imgui.get_draw_data())
 
     def _rect(self, label: str) -> None:
-        """Keep the last widget's rectangle (only when it is scrolled into view)."""
-        if self.imgui.is_item_visible():
-            a, b = self.imgui.get_item_rect_min(), self.imgui.get_item_rect_max()
-            self.rects[label] = (float(a.x), float(a.y), float(b.x), float(b.y))
+        """Keep the last widget's rectangle (only when it is scrolled into view).
+
+        For a labelled control (slider, field, colour) the rectangle is its frame, without the label.
+        """
+        imgui = self.imgui
+        if imgui.is_item_visible():
+            a, b = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+            x1 = float(b.x)
+            if label not in _UNLABELLED:
+                x1 = min(x1, float(a.x) + imgui.calc_item_width())
+            self.rects[label] = (float(a.x), float(a.y), x1, float(b.y))
 
     def _window(self, window_size) -> None:
         imgui = self.imgui
@@ -178,14 +189,18 @@ class Panel:
         if s.message:
             imgui.text_wrapped(s.message)
         imgui.text_disabled("WASD/QE move, right-drag look, wheel speed, F frame, 1-9 cameras")
-        imgui.text_disabled("click select, shift-click or drag push, space pause, R reset, Backspace undo, P shot (shift+P with panel)")
+        imgui.text_disabled(
+            "click select, shift-click or drag push, space pause, R reset, Backspace undo, P shot (shift+P with panel)"
+        )
         imgui.pop_item_width()
         imgui.end()
 
     # ------------------------------------------------------------------ sections
     def _stats(self) -> None:
         imgui, s = self.imgui, self.session
-        imgui.text_unformatted(f"{s.stats.fps:5.1f} FPS   {len(s.scene.splats):,} splats   {len(s.world.physics.names)} bodies")
+        imgui.text_unformatted(
+            f"{s.stats.fps:5.1f} FPS   {len(s.scene.splats):,} splats   {len(s.world.physics.names)} bodies"
+        )
         imgui.text_wrapped(self.actions.renderer_note())
         parts = s.stats.summary()
         if parts:

@@ -451,14 +451,22 @@ class ViewerSession:
             "time_scale": self.time_scale,
             "gravity": list(phys.gravity),
             "selected": self.selected,
-            "camera": {"viewmat": viewmat.tolist(), "K": K.tolist(), "width": self.view_size[0],
-                       "height": self.view_size[1], "speed": self.camera.speed},  # fmt: skip
+            "camera": {
+                "viewmat": viewmat.tolist(),
+                "K": K.tolist(),
+                "width": self.view_size[0],
+                "height": self.view_size[1],
+                "speed": self.camera.speed,
+            },
             "render_size": list(self.render_size),
             "light": self.light.to_light().to_dict(),
-            "poses": {n: {"position": p[:3].tolist(), "quaternion": p[3:].tolist()}
-                      for n, p in zip(phys.names, phys.body_poses(), strict=True)},  # fmt: skip
-            "dynamics": {n: dict(zip(("mass", "friction", "restitution"), self.dynamics(n), strict=True))
-                         for n in phys.names},  # fmt: skip
+            "poses": {
+                n: {"position": p[:3].tolist(), "quaternion": p[3:].tolist()}
+                for n, p in zip(phys.names, phys.body_poses(), strict=True)
+            },
+            "dynamics": {
+                n: dict(zip(("mass", "friction", "restitution"), self.dynamics(n), strict=True)) for n in phys.names
+            },
             "undo": self.interventions.labels(),
             "message": self.message,
             "wall_time": time.time(),

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hybrid.viewer._display import NO_DISPLAY_HINT, check_display
 from hybrid.viewer.camera import MOVE_KEYS
 from hybrid.viewer.capture import VideoRecorder, next_path, save_screenshot
 from hybrid.viewer.session import ViewerSession, ViewerSettings
@@ -30,24 +30,24 @@ __all__ = ["ViewerWindow", "open_window", "NO_DISPLAY_HINT"]
 
 log = logging.getLogger(__name__)
 
-NO_DISPLAY_HINT = (
-    "the viewer needs a display; render headless instead with `hybrid render SCENE -o out.mp4` "
-    "(or run the viewer under a virtual display: `xvfb-run hybrid view SCENE`)"
-)
 _DRAG_THRESHOLD = 6.0  # window pixels a left press must move to be a drag rather than a click
+
+
+def _glfw_message(exc) -> str:
+    """pyGLFW's "(65550) b'X11: Failed to open display :1'" as "X11: Failed to open display :1"."""
+    return re.sub(r"^\(\d+\)\s*b?['\"](.*)['\"]$", r"\1", str(exc).strip())
 
 
 def open_window(glfw, size: tuple[int, int], title: str):
     """A GLFW window with a current OpenGL 3.3 core context; :class:`BackendError` when there is no display."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise BackendError(f"no display: neither DISPLAY nor WAYLAND_DISPLAY is set; {NO_DISPLAY_HINT}")
+    check_display()
     previous = glfw.ERROR_REPORTING
     glfw.ERROR_REPORTING = "raise"
     try:
         try:
             ok = glfw.init()
         except glfw.GLFWError as exc:
-            raise BackendError(f"GLFW could not start ({exc}); {NO_DISPLAY_HINT}") from exc
+            raise BackendError(f"GLFW could not start ({_glfw_message(exc)}); {NO_DISPLAY_HINT}") from exc
         if not ok:
             raise BackendError(f"GLFW could not start; {NO_DISPLAY_HINT}")
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
@@ -58,7 +58,9 @@ def open_window(glfw, size: tuple[int, int], title: str):
             window = glfw.create_window(int(size[0]), int(size[1]), title, None, None)
         except glfw.GLFWError as exc:
             glfw.terminate()
-            raise BackendError(f"could not open an OpenGL 3.3 window ({exc}); {NO_DISPLAY_HINT}") from exc
+            raise BackendError(
+                f"could not open an OpenGL 3.3 window ({_glfw_message(exc)}); {NO_DISPLAY_HINT}"
+            ) from exc
         if not window:
             glfw.terminate()
             raise BackendError(f"could not open an OpenGL 3.3 window; {NO_DISPLAY_HINT}")
@@ -115,7 +117,7 @@ class ViewerWindow:
         self._look: tuple[float, float] | None = None
         self._press: tuple[float, float, int] | None = None  # left press: x, y, mods
         self._screenshot_requested: str | None = None  # "view" or "window"
-        self._redraw = 3  # frames still to draw after an event
+        self._redraw = 5  # frames still to draw after an event
         self._last_time = time.perf_counter()
         self._keys = {getattr(glfw, f"KEY_{k.upper()}"): k for k in MOVE_KEYS}
         self._install_callbacks()
@@ -125,14 +127,17 @@ class ViewerWindow:
         glfw, w = self.glfw, self.window
         glfw.set_key_callback(w, lambda _w, key, scancode, action, mods: self.handle_key(key, action, mods))
         glfw.set_char_callback(w, lambda _w, codepoint: self.handle_char(codepoint))
-        glfw.set_mouse_button_callback(w, lambda _w, button, action, mods: self.handle_mouse_button(button, action, mods))
+        glfw.set_mouse_button_callback(
+            w, lambda _w, button, action, mods: self.handle_mouse_button(button, action, mods)
+        )
         glfw.set_cursor_pos_callback(w, lambda _w, x, y: self.handle_cursor(x, y))
         glfw.set_scroll_callback(w, lambda _w, dx, dy: self.handle_scroll(dx, dy))
         glfw.set_window_focus_callback(w, lambda _w, focused: self.handle_focus(focused))
         glfw.set_framebuffer_size_callback(w, lambda _w, width, height: self._touch())
 
     def _touch(self) -> None:
-        self._redraw = 3
+        # ImGui takes one queued button or key change per frame: draw a few frames after any event
+        self._redraw = 5
 
     def _over_panel(self, x: float, y: float) -> bool:
         """True when the cursor (window coordinates) is on the panel rather than the 3D view."""
@@ -356,7 +361,9 @@ class ViewerWindow:
         x1, y1 = self._cursor
         if math.hypot(x1 - x0, y1 - y0) > _DRAG_THRESHOLD:
             dl = imgui.get_foreground_draw_list()
-            dl.add_line(imgui.ImVec2(x0, y0), imgui.ImVec2(x1, y1), imgui.get_color_u32(imgui.ImVec4(1, 0.8, 0.1, 1)), 2.5)
+            dl.add_line(
+                imgui.ImVec2(x0, y0), imgui.ImVec2(x1, y1), imgui.get_color_u32(imgui.ImVec4(1, 0.8, 0.1, 1)), 2.5
+            )
 
     def read_window(self, rect: tuple[int, int, int, int]) -> np.ndarray:  # [H, W, 3] uint8, row 0 at the top
         """Pixels of the window's back buffer in ``rect = (x, y, width, height)`` (GL origin, bottom left)."""

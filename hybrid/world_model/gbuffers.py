@@ -73,9 +73,15 @@ class SplatState:
         if s.sh_degree > 0 and world.rig.sh_mode == "view_dir":
             colors = world.rig.colors
         else:
-            sh = world.rig.sh
-            colors = lambda campos: dc_colors(sh) if s.sh_degree == 0 else np.maximum(  # noqa: E731
-                eval_sh(sh, _unit(means - np.asarray(campos, np.float32)[None])), 0.0).astype(np.float32)
+            sh, pos = world.rig.sh.copy(), means.copy()
+
+            def colors(campos: np.ndarray) -> np.ndarray:
+                if s.sh_degree == 0:
+                    return dc_colors(sh)
+                return np.maximum(eval_sh(sh, _unit(pos - np.asarray(campos, np.float32)[None])), 0.0).astype(
+                    np.float32
+                )
+
         norm = np.linalg.norm(quats, axis=1, keepdims=True)
         return cls(means.copy(), (quats / norm).astype(np.float32), s.scales.astype(np.float32), opac, moved, colors)
 

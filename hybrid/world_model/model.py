@@ -48,7 +48,9 @@ def parse_light_direction(text: str | None) -> tuple[float, float, float] | None
     except ValueError:
         values = np.zeros(0)
     if values.shape != (3,) or not np.all(np.isfinite(values)) or np.linalg.norm(values) == 0:
-        raise ShapeError(f"--light-direction: expected three numbers x,y,z (towards the light, not all 0), got {text!r}")
+        raise ShapeError(
+            f"--light-direction: expected three numbers x,y,z (towards the light, not all 0), got {text!r}"
+        )
     return tuple(float(v) for v in values / np.linalg.norm(values))
 
 

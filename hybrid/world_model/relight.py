@@ -299,6 +299,7 @@ def estimate_light(
     seed: int = 0,
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    direction=None,  # the light direction when known: only the sun / ambient ratio is estimated
 ) -> LightEstimate:
     """Estimate a directional light (direction, per-channel sun/ambient ratio) from the baked splat colours.
 
@@ -337,7 +338,11 @@ def estimate_light(
         if c[k] < best[0]:
             best = (float(c[k]), dirv, g)
 
-    for step, dirv in enumerate(hemisphere_directions(directions)):
+    if direction is not None:
+        directions, refine = 0, 1
+        total = 1
+        best = (np.inf, np.asarray(direction, np.float64) / np.linalg.norm(direction), None)
+    for step, dirv in enumerate(hemisphere_directions(directions) if directions else []):
         try_dir(dirv, coarse)
         if progress:
             progress(step + 1, total)
@@ -398,6 +403,7 @@ class Relighting:
         scene: Scene,
         light: Light | None = None,  # the capture light when known; estimated from the splats otherwise
         *,
+        light_direction=None,  # with light=None: the capture light's direction when known (the rest is estimated)
         resolution: int = 512,
         backend: str | None = None,
         seed: int = 0,
@@ -411,7 +417,8 @@ class Relighting:
         normals = splat_normals(s.means, quats, s.scales, scene.capture_cameras)
         frame = ShadowFrame.around(s.means, resolution)
         if light is None:
-            light = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress).light
+            light = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress,
+                                   direction=light_direction).light
         raw = shadow_visibility(s.means, quats, s.scales, s.opacities, normals, light.direction, frame, backend=backend)
         vis = refine_visibility(s.means, dc_colors(s.sh), normals, raw, light)
         S = shading(normals, vis, light)

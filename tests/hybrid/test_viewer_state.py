@@ -28,7 +28,9 @@ def test_held_key_distance_does_not_depend_on_frame_rate(fps):
     _hold(cam, set(), 1.0, fps)  # let go: the camera eases to a stop
     tau, v = cam.config.smoothing, cam.config.speed
     # closed form: 1 s accelerating + the decay tail, all along +Y (yaw 90 deg)
-    expected = v * 1.0 - v * tau * (1 - math.exp(-1 / tau)) + v * (1 - math.exp(-1 / tau)) * tau * (1 - math.exp(-1 / tau))
+    expected = (
+        v * 1.0 - v * tau * (1 - math.exp(-1 / tau)) + v * (1 - math.exp(-1 / tau)) * tau * (1 - math.exp(-1 / tau))
+    )
     assert cam.position[1] == pytest.approx(expected, rel=1e-9)
     assert cam.position[0] == pytest.approx(0.0, abs=1e-12)
     assert cam.position[2] == pytest.approx(1.0, abs=1e-12)

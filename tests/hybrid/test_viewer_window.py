@@ -42,7 +42,7 @@ class Viewer:
         return self.proc.poll() is None
 
     def shots(self) -> list[Path]:
-        return sorted(self.out.glob("*.json")) if self.out.is_dir() else []
+        return sorted(self.out.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if self.out.is_dir() else []
 
     def shot(self, key: str = "p", name: str | None = None, timeout: float = 20.0):
         """Press P (or ``key``) and return the new screenshot ``(image, info)``."""
@@ -78,10 +78,16 @@ class Viewer:
 
 
 @pytest.fixture(scope="module")
-def viewer(tmp_path_factory):
+def files(tmp_path_factory) -> tuple[Path, Path]:
+    """The test scene folder and a crate mesh to spawn."""
     tmp = tmp_path_factory.mktemp("view")
-    scene = build_scene(tmp / "scene")
-    asset = box_asset(tmp / "crate.glb")
+    return build_scene(tmp / "scene"), box_asset(tmp / "crate.glb")
+
+
+@pytest.fixture(scope="module")
+def viewer(files, tmp_path_factory):
+    scene, asset = files
+    tmp = tmp_path_factory.mktemp("view_out")
     display = Display((SIZE[0] + 40, SIZE[1] + 40))
     out = tmp / "shots"
     cmd = [sys.executable, "-m", "hybrid.cli", "view", str(scene), "--out-dir", str(out), "--asset", str(asset),
@@ -222,8 +228,8 @@ def test_panel_spawns_a_mesh_and_changes_the_light(viewer):
     viewer.shot("shift+p", name="panel")
 
 
-def test_no_display_gives_a_clear_message(tmp_path):
-    scene = build_scene(tmp_path / "scene")
+def test_no_display_gives_a_clear_message(files):
+    scene, _ = files
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     out = subprocess.run([sys.executable, "-m", "hybrid.cli", "view", str(scene)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)  # fmt: skip

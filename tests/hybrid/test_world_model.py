@@ -114,7 +114,9 @@ def test_shadow_lands_where_geometry_says_and_moves_with_its_caster(cube):
     old, new = expected, expected2
     assert patch(off, old) < 0.65 * patch(relit, old)  # the baked shadow stays in the engine alone
     assert patch(relit, new) < 0.65 * patch(off, new)  # the moved cube casts a new shadow only with relight
-    albedo_old = truth["albedo"][truth["floor"][np.argmin(np.linalg.norm(scene.splats.means[truth["floor"]] - old, axis=1))]]
+    albedo_old = truth["albedo"][
+        truth["floor"][np.argmin(np.linalg.norm(scene.splats.means[truth["floor"]] - old, axis=1))]
+    ]
     assert patch(relit, old) == pytest.approx(float(np.mean(albedo_old * lit_floor)), rel=0.15)
 
 
