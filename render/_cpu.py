@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,27 @@ def _prepare_numba_cache() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(fallback)
     if "numba" in sys.modules:  # config was read at import: set it directly too
         sys.modules["numba"].config.CACHE_DIR = str(fallback)
+
+
+def _parallel(k, name: str, dtype: np.dtype, jobs: int):
+    """The prange kernel for float32; float64 (gradcheck, tests) runs the serial body and skips compiling a
+    second parallel version."""
+    if dtype == np.float32:
+        return getattr(k, name)
+    serial = getattr(k, f"_{name}_range")
+    return lambda *args: serial(0, jobs, *args)
+
+
+@contextmanager
+def _dynamic_schedule(chunk: int = 1):
+    """Hand prange iterations (tiles) to threads a few at a time: tile costs vary a lot across an image."""
+    import numba
+
+    old = numba.set_parallel_chunksize(chunk)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -198,10 +220,12 @@ class _Rasterize(torch.autograd.Function):
         bg = _np(backgrounds) if has_bg else np.zeros((c, nf), dt)
         limit = meta.depth_limit
         limit_np = _np(limit) if limit is not None else np.zeros((1, 1, 1), dt)
-        k.raster_fwd(
-            pk, _np(colors), bg, has_bg, meta.want_depth, meta.want_ids, offsets, ids, limit_np, limit is not None, w,
-            h, n_tx, n_ty, out_rgb.numpy(), out_depth.numpy(), out_alpha.numpy(), out_t, out_last, out_ids.numpy(),
-        )  # fmt: skip
+        with _dynamic_schedule():
+            _parallel(k, "raster_fwd", pk.dtype, c * n_tx * n_ty)(
+                pk, _np(colors), bg, has_bg, meta.want_depth, meta.want_ids, offsets, ids, limit_np, limit is not None,
+                w, h, n_tx, n_ty, out_rgb.numpy(), out_depth.numpy(), out_alpha.numpy(), out_t, out_last,
+                out_ids.numpy(),
+            )  # fmt: skip
         ctx.save_for_backward(means2d, colors)
         ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty)
         ctx.meta = meta
@@ -225,10 +249,11 @@ class _Rasterize(torch.autograd.Function):
         want_depth = meta.want_depth and v_depth is not None
         v_depth_np = _np(v_depth) if want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
         v_alpha_np = _np(v_alpha) if v_alpha is not None else np.zeros((c, h, w, 1), pk.dtype)
-        k.raster_bwd(
-            pk, _np(colors), bg, has_bg, want_depth, meta.rects.numpy(), gm_start, offsets, ids, w, h, n_tx, n_ty,
-            out_t, out_last, v_rgb_np, v_depth_np, v_alpha_np, grads, v_bg_tiles,
-        )  # fmt: skip
+        with _dynamic_schedule():
+            _parallel(k, "raster_bwd", pk.dtype, c * n_tx * n_ty)(
+                pk, _np(colors), bg, has_bg, want_depth, meta.rects.numpy(), gm_start, offsets, ids, w, h, n_tx, n_ty,
+                out_t, out_last, v_rgb_np, v_depth_np, v_alpha_np, grads, v_bg_tiles,
+            )  # fmt: skip
         per = np.empty((c, n, k.G_RGB + nf), pk.dtype)
         k.reduce_grads(0, c * n, grads, gm_start, meta.rects.numpy(), per)
         per_t = torch.from_numpy(per)

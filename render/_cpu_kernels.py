@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -706,13 +705,11 @@ def raster_fwd(
 ):  # fmt: skip
     """Front-to-back compositing (see _raster_fwd_range), one 16x16 tile per parallel job."""
     total = pk.shape[0] * n_tx * n_ty
-    old = numba.set_parallel_chunksize(1)  # dynamic scheduling: tile costs vary a lot
     for t in prange(total):
         _raster_fwd_range(
             t, t + 1, pk, colors, bg, has_bg, want_depth, want_ids, offsets, ids, depth_limit, has_limit, width,
             height, n_tx, n_ty, out_rgb, out_depth, out_alpha, out_t, out_last, out_ids,
         )  # fmt: skip
-    numba.set_parallel_chunksize(old)
 
 
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-intersection gradient layout
@@ -866,13 +863,11 @@ def raster_bwd(
 ):  # fmt: skip
     """Backward of raster_fwd (see _raster_bwd_range), one tile per parallel job."""
     total = pk.shape[0] * n_tx * n_ty
-    old = numba.set_parallel_chunksize(1)  # dynamic scheduling: tile costs vary a lot
     for t in prange(total):
         _raster_bwd_range(
             t, t + 1, pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
             out_t, out_last, v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
         )  # fmt: skip
-    numba.set_parallel_chunksize(old)
 
 
 @njit(cache=True)

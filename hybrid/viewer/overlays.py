@@ -20,7 +20,7 @@ from render.gl.camera import gl_projection
 from scenes._deps import require
 from scenes.errors import BackendError
 
-__all__ = ["OutlinePass", "WireframePass", "feature_edges"]
+__all__ = ["OutlinePass", "WireframePass", "ImagePass", "feature_edges"]
 
 
 @cache
@@ -216,3 +216,38 @@ class WireframePass:
         for key in list(self._meshes):
             self.forget(key)
         self._prog.release()
+
+
+class ImagePass:
+    """Shows an RGB image (e.g. a world-model frame) over a viewport, linearly upscaled."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+        self._prog = _program(ctx, "fullscreen.vert", "image.frag")
+        self._vao = ctx.vertex_array(self._prog, [])
+        self._tex = None
+
+    def draw(self, framebuffer, viewport, image: np.ndarray) -> None:  # image [H, W, 3] uint8, row 0 at the top
+        moderngl = require("moderngl", "GL rendering")
+        image = np.ascontiguousarray(image, np.uint8)
+        h, w = image.shape[:2]
+        if self._tex is None or self._tex.size != (w, h):
+            if self._tex is not None:
+                self._tex.release()
+            self._tex = self.ctx.texture((w, h), 3, dtype="f1")
+            self._tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self._tex.write(image[::-1].tobytes())  # GL rows go bottom up
+        self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
+        framebuffer.use()
+        self.ctx.viewport = viewport
+        self._tex.use(0)
+        self._prog["u_image"].value = 0
+        self._prog["u_origin"].value = (viewport[0], viewport[1])
+        self._prog["u_size"].value = (float(viewport[2]), float(viewport[3]))
+        self._vao.render(moderngl.TRIANGLES, vertices=3)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+
+    def release(self) -> None:
+        for obj in (self._vao, self._prog, self._tex):
+            if obj is not None:
+                obj.release()

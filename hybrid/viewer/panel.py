@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hybrid.viewer.refine import VIEWER_WORLD_MODES
 from scenes._deps import require
 
 __all__ = ["Panel", "ImguiInput", "PANEL_WIDTH"]
 
 PANEL_WIDTH = 330  # pixels (window coordinates); the 3D view starts right of it
+_WORLD_LABELS = ["off (GL frames)", "exact (CPU raster)", "relight", "full (learned residual)"]
 _UNLABELLED = {"pause", "reset", "undo", "spawn", "screenshot", "record", "colliders", "world model"}  # buttons
 
 
@@ -309,11 +311,20 @@ class Panel:
         self._rect("colliders")
         if changed:
             s.set_show_colliders(show)
-        imgui.begin_disabled(True)
-        imgui.checkbox("world-model correction", False)
-        imgui.end_disabled()
-        imgui.set_item_tooltip("no residual world model is available yet")
+        choices = list(VIEWER_WORLD_MODES)
+        current = choices.index(s.world_view)
+        changed, current = imgui.combo("world model", current, _WORLD_LABELS)
         self._rect("world model")
+        imgui.set_item_tooltip(
+            "still views re-rendered on the CPU: exact = the engine on the rasterizer, relight = the world model's "
+            "explicit lighting (follows the light direction), full = plus the learned residual (trained scenes)"
+        )
+        if changed:
+            s.set_world_view(choices[current])
+        if s.refiner is not None:
+            imgui.text_wrapped(s.refiner.status + (" (showing it)" if s.showing_world_frame else ""))
+            for note in s.refiner.notes[-2:]:
+                imgui.text_disabled(note)
         scale = s.render_scale if s.render_scale is not None else s.auto_render_scale(*s.view_size)
         changed, scale = imgui.slider_float("render scale", scale, 0.1, 1.0, "%.2f")
         self._rect("render scale")

@@ -18,7 +18,8 @@ import numpy as np
 
 from hybrid.viewer._dynamics import body_dynamics, set_body_dynamics
 from hybrid.viewer.camera import FlyCamera
-from hybrid.viewer.overlays import OutlinePass, WireframePass
+from hybrid.viewer.overlays import ImagePass, OutlinePass, WireframePass
+from hybrid.viewer.refine import VIEWER_WORLD_MODES, StillFrameRefiner
 from hybrid.viewer.state import FrameStats, Intervention, InterventionStack, LightSettings
 from hybrid.world import World
 from physics.colliders import convex_collider
@@ -27,7 +28,7 @@ from render.gl import Mesh, Renderer, RenderSettings, load_mesh
 from render.gl.headless import scene_orbit
 from render.gl.splat_layer import is_software_renderer
 from scenes.errors import FormatError, PhysicsError, ShapeError
-from scenes.scene import Scene
+from scenes.scene import Camera, Scene
 
 __all__ = ["ViewerSettings", "ViewerSession", "SOFTWARE_RENDER_SIZE"]
 
@@ -81,7 +82,11 @@ class ViewerSession:
         self.time_scale = 1.0
         self.push_strength = self.settings.push_strength
         self.show_colliders = False
-        self.world_model = False  # residual world-model correction (not available yet)
+        self.world_view = "gl"  # "gl", or a world model for still views: "exact", "relight", "full"
+        self.refiner: StillFrameRefiner | None = None
+        self._world_frame: np.ndarray | None = None  # the world-model frame of the current view, when done
+        self._view_key = None
+        self._refiner_status = ""
         self.message = ""  # last status line for the panel
         self.render_scale = self.settings.render_scale
         self.view_size = (0, 0)
@@ -97,6 +102,7 @@ class ViewerSession:
         self.renderer.set_splats(scene.splats)
         self.outline = OutlinePass(ctx)
         self.wireframes = WireframePass(ctx)
+        self.image_pass = ImagePass(ctx)
         self.resize(*size)
         self.home_view()
         self.sync(force=True)
@@ -404,6 +410,47 @@ class ViewerSession:
     def set_show_colliders(self, show: bool) -> None:
         self.show_colliders = bool(show)
 
+    # ------------------------------------------------------------------ world model
+    def set_world_view(self, choice: str) -> None:
+        """``"gl"`` (GL frames only) or a world model for still views: ``"exact"`` (the engine on the CPU
+        rasterizer), ``"relight"`` or ``"full"`` (:mod:`hybrid.world_model`); see :mod:`hybrid.viewer.refine`."""
+        if choice not in VIEWER_WORLD_MODES:
+            raise ShapeError(f"world view must be one of {list(VIEWER_WORLD_MODES)}, got {choice!r}")
+        if choice == self.world_view:
+            return
+        if self.refiner is not None:
+            self.refiner.close(timeout=0.1)
+            self.refiner = None
+        self.world_view, self._world_frame, self._view_key = choice, None, None
+        mode = VIEWER_WORLD_MODES[choice]
+        if mode is not None:
+            self.refiner = StillFrameRefiner(self.scene, mode)
+            self.message = self.refiner.status
+
+    def update_world_frame(self) -> bool:
+        """Ask for a world-model frame once the view is still; True when the frame to show changed."""
+        if self.refiner is None:
+            return False
+        phys = self.world.physics
+        view = self.camera.viewmat()
+        key = (view.tobytes(), self.render_size, phys.names, phys.body_poses().tobytes(), self.light.direction)
+        still = key == self._view_key and not self.camera.moving
+        self._view_key = key
+        if still:
+            from hybrid.world_model import SplatState
+
+            w, h = self.render_size
+            camera = Camera(self.camera.K(w, h), view, w, h)
+            self.refiner.request(key, lambda: SplatState.of_world(self.world), camera, self.light.direction)
+        image = self.refiner.image(key)
+        changed = image is not self._world_frame or self.refiner.status != self._refiner_status
+        self._world_frame, self._refiner_status = image, self.refiner.status
+        return changed
+
+    @property
+    def showing_world_frame(self) -> bool:
+        return self._world_frame is not None
+
     # ------------------------------------------------------------------ drawing
     def render(self) -> None:
         """Draw the scene at the internal render size (offscreen)."""
@@ -417,7 +464,10 @@ class ViewerSession:
         """Show the last render in ``framebuffer`` (upscaled to the view) with the selection outline."""
         viewport = viewport or (0, 0, *self.view_size)
         with self.stats.section("present"):
-            self.renderer.present(framebuffer, viewport)
+            if self._world_frame is not None:
+                self.image_pass.draw(framebuffer, viewport, self._world_frame)
+            else:
+                self.renderer.present(framebuffer, viewport)
             if self.show_colliders:
                 self._draw_wireframes(framebuffer, viewport)
             if self.selected is not None and self.selected in self.world.physics.names:
@@ -468,12 +518,17 @@ class ViewerSession:
                 n: dict(zip(("mass", "friction", "restitution"), self.dynamics(n), strict=True)) for n in phys.names
             },
             "undo": self.interventions.labels(),
+            "world_view": self.world_view,
+            "world_frame": self.showing_world_frame,
             "message": self.message,
             "wall_time": time.time(),
         }
 
     def release(self) -> None:
+        if self.refiner is not None:
+            self.refiner.close(timeout=0.1)
         self.outline.release()
         self.wireframes.release()
+        self.image_pass.release()
         self.renderer.release()
         self.world.physics.close()

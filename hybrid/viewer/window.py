@@ -322,17 +322,21 @@ class ViewerWindow:
             s.resize(vw, vh)
         s.tick(dt, self.held)
         moved = s.sync()
+        moved = s.update_world_frame() or moved
         if not self._needs_redraw(moved):
             s.stats.discard_frame()
             return False
-        s.render()
+        if not s.showing_world_frame:
+            s.render()
         if vx or vy:
             self.ctx.screen.use()
             self.ctx.viewport = (0, 0, fw, fh)
             self.ctx.screen.clear(0.08, 0.08, 0.09)
         s.compose(self.ctx.screen, (vx, vy, vw, vh))
         shot, self._screenshot_requested = self._screenshot_requested, None
-        image = None
+        image = info = None
+        if shot:
+            info = s.describe()  # the state this frame was rendered from (the panel may change it below)
         if shot == "view" or (shot and self.panel is None):
             image = self.read_window((vx, vy, vw, vh))
         if self.recorder is not None:
@@ -344,8 +348,8 @@ class ViewerWindow:
                 self.panel.draw((ww, wh), (fw / max(ww, 1), fh / max(wh, 1)), dt, self._draw_overlay)
             if shot == "window":
                 image = self.read_window((0, 0, fw, fh))
-        if image is not None:  # described after the panel ran, so its widget rectangles are this frame's
-            self._save_screenshot(image, (vx, vy, vw, vh) if shot == "view" else (0, 0, fw, fh))
+        if image is not None:  # saved after the panel ran, so its widget rectangles are this frame's
+            self._save_screenshot(image, (vx, vy, vw, vh) if shot == "view" else (0, 0, fw, fh), info)
         with s.stats.section("swap"):
             glfw.swap_buffers(self.window)
         s.stats.end_frame()
@@ -370,9 +374,8 @@ class ViewerWindow:
         data = self.ctx.screen.read(viewport=rect, components=3)
         return np.frombuffer(data, np.uint8).reshape(rect[3], rect[2], 3)[::-1].copy()
 
-    def _save_screenshot(self, image: np.ndarray, rect: tuple[int, int, int, int]) -> Path:
+    def _save_screenshot(self, image: np.ndarray, rect: tuple[int, int, int, int], info: dict) -> Path:
         path = next_path(self.out_dir, "view", ".png")
-        info = self.session.describe()
         fw, fh = self.glfw.get_framebuffer_size(self.window)
         vx, vy, vw, vh = self.view_rect(fw, fh)
         info.update(

@@ -100,12 +100,13 @@ class WorldModel:
         self.mode = mode
         self.relighting = relighting
         if mode != "off" and relighting is None:
-            light = None
+            light, strength = None, 1.0
             if weights is not None:
                 light = light_from_weights(weights)
+                strength = float(np.asarray(weights.get("light.shadow_strength", [1.0])).reshape(-1)[0])
             else:
                 self._note("estimating the capture light from the splats (no stored world model)")
-            self.relighting = Relighting.fit(scene, light, backend=backend)
+            self.relighting = Relighting.fit(scene, light, shadow_strength=strength, backend=backend)
         if mode == "full":
             width = int(np.asarray(weights.get("config.width", 16)).reshape(-1)[0])
             self.net = ResidualNet.from_arrays(weights, width)

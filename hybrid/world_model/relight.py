@@ -108,6 +108,20 @@ class ShadowFrame:
         radius = float(max(np.linalg.norm(hi - lo) / 2, 1e-3))
         return cls(tuple(float(v) for v in center), radius, int(resolution))
 
+    @classmethod
+    def for_scene(cls, scene: Scene, resolution: int = 512) -> ShadowFrame:
+        """Around the objects and the ground their shadows can reach; around all splats without objects."""
+        idx = [o.splat_indices for o in scene.objects if o.splat_indices.size]
+        if not idx:
+            return cls.around(scene.splats.means, resolution)
+        pts = scene.splats.means[np.concatenate(idx)].astype(np.float64)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        center = (lo + hi) / 2
+        radius = float(np.linalg.norm(hi - lo) / 2)
+        height = float(hi[2] - lo[2])
+        # a shadow reaches about 2.5 heights from its caster (light 22 degrees above the horizon)
+        return cls(tuple(float(v) for v in center), 1.1 * radius + 2.5 * height + 0.05, int(resolution))
+
     @property
     def texel(self) -> float:
         """World size of one texel at the centre, metres."""
@@ -191,10 +205,17 @@ def shading(
     normals: np.ndarray,  # [N, 3]
     vis: np.ndarray,  # [N]
     light: Light,
-) -> np.ndarray:  # [N, 3] float32: ambient + sun * vis * max(0, n . l)
-    """The diffuse shading term of each splat under ``light`` (sun = colour x intensity)."""
+    shadow_strength: float = 1.0,  # 1: a shadow removes all the sun; 0.2: it removes a fifth of it
+) -> np.ndarray:  # [N, 3] float32: ambient + sun * max(0, n . l) * (1 - k (1 - vis))
+    """The diffuse shading term of each splat under ``light`` (sun = colour x intensity).
+
+    With ``shadow_strength`` k = 1 this is ``ambient + sun * vis * max(0, n.l)``; k < 1 lets some of
+    the sun into shadows (sky light, inter-reflections, or a renderer that darkens shadows only
+    partly), estimated with the light.
+    """
     d = np.asarray(light.direction, np.float64)
-    ndl = np.maximum(np.asarray(normals, np.float64) @ d, 0.0) * np.asarray(vis, np.float64)
+    occ = 1.0 - float(shadow_strength) * (1.0 - np.asarray(vis, np.float64))
+    ndl = np.maximum(np.asarray(normals, np.float64) @ d, 0.0) * occ
     sun = np.asarray(light.color) * light.intensity
     return (np.asarray(light.ambient)[None] + ndl[:, None] * sun[None]).astype(np.float32)
 
@@ -207,6 +228,7 @@ def refine_visibility(
     light: Light,
     *,
     k: int = 16,
+    shadow_strength: float = 1.0,
 ) -> np.ndarray:  # [N] float32
     """Visibility near shadow edges re-read from the colours themselves.
 
@@ -233,7 +255,7 @@ def refine_visibility(
     if not unsure.any():
         return vis
     colors = np.maximum(np.asarray(colors, np.float64), 1e-3)
-    albedo = np.log(colors / np.maximum(shading(normals, vis, light), 1e-3))
+    albedo = np.log(colors / np.maximum(shading(normals, vis, light, shadow_strength), 1e-3))
     confident = ~unsure
     rows = np.nonzero(unsure)[0]
     nb = idx[rows]  # [U, k]
@@ -248,7 +270,8 @@ def refine_visibility(
     has_ref = np.all(np.isfinite(ref), axis=1)
     rows, ref = rows[has_ref], ref[has_ref]
     grid = np.linspace(0.0, 1.0, 11)
-    err = np.stack([np.abs(np.log(colors[rows] / np.maximum(shading(normals[rows], np.full(len(rows), g), light),
+    err = np.stack([np.abs(np.log(colors[rows] / np.maximum(shading(normals[rows], np.full(len(rows), g), light,
+                                                                  shadow_strength),
                                                           1e-3)) - ref).sum(axis=1) for g in grid])  # fmt: skip
     vis[rows] = grid[np.argmin(err, axis=0)]
     return vis
@@ -278,6 +301,41 @@ def _neighbour_pairs(means: np.ndarray, max_anchors: int, seed: int) -> tuple[np
     return i[ok], j[ok]
 
 
+def _face_ratio(groups, normals, g, logc, ratios) -> list[float] | None:
+    """Per-channel sun / ambient ratio from the median colours of the objects' faces.
+
+    The faces of one object share a texture (statistically), so the differences of their median
+    log colours are shading differences: ``log(1 + r g_f)`` up to a per-object constant.
+    """
+    rows = []  # (object, median g, median log colour [3])
+    for o, idx in enumerate(groups or []):
+        if len(idx) < 100:
+            continue
+        key = np.round(normals[idx] * 2.0).astype(np.int64)  # coarse normal clusters
+        _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        for c in np.nonzero(counts >= 40)[0]:
+            sel = idx[inv.reshape(-1) == c]
+            rows.append((o, float(np.median(g[sel])), np.median(logc[sel], axis=0)))
+    objs = {r[0] for r in rows}
+    if not rows or all(sum(1 for r in rows if r[0] == o) < 2 for o in objs):
+        return None
+    obj = np.array([r[0] for r in rows])
+    gf = np.array([r[1] for r in rows])
+    mf = np.stack([r[2] for r in rows])
+    if np.ptp(gf) < 0.2:
+        return None
+    out = []
+    for ch in range(3):
+        costs = []
+        for r in ratios:
+            resid = mf[:, ch] - np.log1p(r * gf)
+            for o in np.unique(obj):
+                resid[obj == o] -= np.median(resid[obj == o])
+            costs.append(np.abs(resid).sum())
+        out.append(float(ratios[int(np.argmin(costs))]))
+    return out
+
+
 @dataclass(frozen=True)
 class LightEstimate:
     """What :func:`estimate_light` found, with its evidence."""
@@ -286,6 +344,7 @@ class LightEstimate:
     ratio: tuple[float, float, float]  # sun / ambient per channel
     cost: float  # mean absolute log-colour residual over neighbour pairs at the optimum
     cost_flat: float  # the same with no directional light at all (how much the light explains)
+    shadow_strength: float = 1.0  # fraction of the sun a shadow removes (see :func:`shading`)
 
 
 def estimate_light(
@@ -300,6 +359,7 @@ def estimate_light(
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     direction=None,  # the light direction when known: only the sun / ambient ratio is estimated
+    groups: list[np.ndarray] | None = None,  # splat indices of each object (their faces help fit the ratio)
 ) -> LightEstimate:
     """Estimate a directional light (direction, per-channel sun/ambient ratio) from the baked splat colours.
 
@@ -314,9 +374,12 @@ def estimate_light(
     colors = dc_colors(splats.sh).astype(np.float64)
     lum = np.log(np.maximum(colors @ np.array([0.299, 0.587, 0.114]), 0.02))
     logc = np.log(np.maximum(colors, 0.02))
-    i, j = _neighbour_pairs(means, 20_000, seed)
+    inside = np.linalg.norm(means - np.asarray(frame.center), axis=1) < frame.radius  # where shadows are computed
+    sub = np.nonzero(inside)[0] if inside.sum() > 100 else np.arange(len(means))
+    i, j = _neighbour_pairs(means[sub], 20_000, seed)
+    i, j = sub[i], sub[j]
     d = lum[i] - lum[j]
-    ratios = np.array([0.0, 0.15, 0.35, 0.6, 1.0, 1.5, 2.2, 3.2, 4.5])
+    ratios = np.array([0.0, 0.15, 0.35, 0.6, 1.0, 1.4, 1.9, 2.6, 3.5, 4.5])
     normals64 = np.asarray(normals, np.float64)
 
     d32 = d.astype(np.float32)
@@ -370,18 +433,38 @@ def estimate_light(
         progress(total, total)
     cost, dirv, g = best
     flat = float(np.abs(d).mean())
+    strengths = np.array([0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0])
+    ndl = np.maximum(normals64 @ dirv, 0.0)
+    vis_best = np.where(ndl > 1e-9, g / np.maximum(ndl, 1e-9), 1.0)
+
+    def fit(dpairs: np.ndarray, ks) -> tuple[float, float]:
+        best_rk = (np.inf, 0.0, 1.0)
+        for kk in ks:
+            gg = ndl * (1.0 - kk * (1.0 - vis_best))
+            L = np.log1p(ratios[:, None] * gg[None]).astype(np.float32)
+            c = [np.abs(dpairs - (row[i] - row[j])).mean() for row in L]
+            m = int(np.argmin(c))
+            if c[m] < best_rk[0]:
+                best_rk = (c[m], float(ratios[m]), float(kk))
+        return best_rk[1], best_rk[2]
+
+    r_pairs, strength = fit(d32, strengths)
+    faces = _face_ratio(groups, normals64, ndl * (1.0 - strength * (1.0 - vis_best)), logc, ratios)
     per_channel = []
     for ch in range(3):
-        dc = logc[i, ch] - logc[j, ch]
-        p = np.log1p(ratios[:, None] * g[i][None]) - np.log1p(ratios[:, None] * g[j][None])
-        per_channel.append(float(ratios[int(np.argmin(np.abs(dc[None] - p).mean(axis=1)))]))
+        if faces is not None:  # objects' faces under different angles pin the sun / ambient ratio down
+            per_channel.append(faces[ch])
+        else:
+            per_channel.append(fit((logc[i, ch] - logc[j, ch]).astype(np.float32), [strength])[0])
+    if faces is not None:  # the shadow contrast (ratio x strength) from the pairs, with the faces' ratio
+        strength = float(np.clip(r_pairs * strength / max(float(np.mean(per_channel)), 1e-6), 0.05, 1.0))
     r = np.asarray(per_channel)
     ambient = 1.0 / (1.0 + r)
     sun = r / (1.0 + r)
     light = Light(direction=tuple(dirv), color=tuple(sun), intensity=1.0, ambient=tuple(ambient))
-    log.info("estimated light: direction %s, sun/ambient %s (cost %.4f vs %.4f without light)",
-             np.round(dirv, 3).tolist(), r.tolist(), cost, flat)  # fmt: skip
-    return LightEstimate(light, tuple(float(v) for v in r), cost, flat)
+    log.info("estimated light: direction %s, sun/ambient %s, shadow strength %.2f (cost %.4f vs %.4f without light)",
+             np.round(dirv, 3).tolist(), r.tolist(), strength, cost, flat)  # fmt: skip
+    return LightEstimate(light, tuple(float(v) for v in r), cost, flat, strength)
 
 
 # ----------------------------------------------------------------------------------------- the model
@@ -396,6 +479,7 @@ class Relighting:
     vis_capture: np.ndarray  # [N] float32 visibility from the capture light (refined near shadow edges)
     shading_capture: np.ndarray  # [N, 3] float32
     vis_map_capture: np.ndarray  # [N] float32 the shadow map's own capture visibility (before refinement)
+    shadow_strength: float = 1.0  # fraction of the sun a shadow removes (estimated with the light)
 
     @classmethod
     def fit(
@@ -403,6 +487,7 @@ class Relighting:
         scene: Scene,
         light: Light | None = None,  # the capture light when known; estimated from the splats otherwise
         *,
+        shadow_strength: float = 1.0,  # with a given light: the fraction of the sun its shadows remove
         light_direction=None,  # with light=None: the capture light's direction when known (the rest is estimated)
         resolution: int = 512,
         backend: str | None = None,
@@ -415,17 +500,19 @@ class Relighting:
             raise ShapeError("Relighting.fit: the scene has no splats")
         quats = s.unit_quats
         normals = splat_normals(s.means, quats, s.scales, scene.capture_cameras)
-        frame = ShadowFrame.around(s.means, resolution)
+        frame = ShadowFrame.for_scene(scene, resolution)
         if light is None:
-            light = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress,
-                                   direction=light_direction).light
+            groups = [o.splat_indices for o in scene.objects]
+            est = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress,
+                                 direction=light_direction, groups=groups)  # fmt: skip
+            light, shadow_strength = est.light, est.shadow_strength
         raw = shadow_visibility(s.means, quats, s.scales, s.opacities, normals, light.direction, frame, backend=backend)
-        vis = refine_visibility(s.means, dc_colors(s.sh), normals, raw, light)
-        S = shading(normals, vis, light)
+        vis = refine_visibility(s.means, dc_colors(s.sh), normals, raw, light, shadow_strength=shadow_strength)
+        S = shading(normals, vis, light, shadow_strength)
         albedo = np.clip(dc_colors(s.sh) / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
         R = quat_to_matrix(quats.astype(np.float64))
         local = np.einsum("nji,nj->ni", R, normals).astype(np.float32)  # R^T n
-        return cls(light, frame, local, albedo, vis, S, raw)
+        return cls(light, frame, local, albedo, vis, S, raw, float(shadow_strength))
 
     def normals(self, quats: np.ndarray) -> np.ndarray:  # [N, 4] current quaternions -> [N, 3]
         """World normals of the splats at their current rotations."""
@@ -460,7 +547,7 @@ class Relighting:
             # where the shadow map says what it said at capture, keep the refined capture visibility
             same = np.abs(vis - self.vis_map_capture) < 1e-6
             vis = np.where(same, self.vis_capture, vis).astype(np.float32)
-        return ShadeResult(normals, vis, shading(normals, vis, light), light)
+        return ShadeResult(normals, vis, shading(normals, vis, light, self.shadow_strength), light)
 
     def colors(self, shade: ShadeResult, view_colors: np.ndarray, dc: np.ndarray) -> np.ndarray:  # -> [N, 3]
         """Relit colour: albedo x shading now, plus the view-dependent part of the baked colour."""

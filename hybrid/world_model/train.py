@@ -68,9 +68,10 @@ class TrainResult:
     samples: int
 
 
-def world_model_weights(net: ResidualNet, light: Light) -> dict[str, np.ndarray]:
+def world_model_weights(net: ResidualNet, light: Light, shadow_strength: float = 1.0) -> dict[str, np.ndarray]:
     """The tensors saved as ``weights/world_model.safetensors``."""
     w = net.state_arrays()
+    w["light.shadow_strength"] = np.asarray([shadow_strength], np.float64)
     w["light.direction"] = np.asarray(light.direction, np.float64)
     w["light.color"] = np.asarray(light.color, np.float64)
     w["light.ambient"] = np.asarray(light.ambient, np.float64)
@@ -201,7 +202,7 @@ def train_world_model(
     if window:
         losses.append(float(np.mean(window)))
     net.eval()
-    weights = world_model_weights(net, rel.light)
+    weights = world_model_weights(net, rel.light, rel.shadow_strength)
     seconds = time.perf_counter() - start
     log.info("world model trained in %.1f s: gated L1 %.4f -> %.4f (base only %.4f)", seconds,
              losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), baseline)  # fmt: skip
@@ -233,6 +234,6 @@ def _perturbed(rel: Relighting, splats, normals, dc, rng, jitter_deg, backend) -
         d2 = d
     vis = shadow_visibility(splats.means, splats.unit_quats, splats.scales, splats.opacities, normals, d2, rel.frame,
                             backend=backend)  # fmt: skip
-    S = shading(normals, vis, rel.light)
+    S = shading(normals, vis, rel.light, rel.shadow_strength)
     albedo = np.clip(dc / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
     return replace(rel, albedo=albedo, vis_capture=vis, shading_capture=S, vis_map_capture=vis)

@@ -254,3 +254,27 @@ def test_recorder_writes_frames_with_their_times(session, tmp_path):
     assert len(frames) == 6
     assert (frames[0].width, frames[0].height) == (s.render_size[0] // 2 * 2, s.render_size[1] // 2 * 2)
     np.testing.assert_allclose([float(fr.time) for fr in frames], [0.1 * i for i in range(6)], atol=1e-3)
+
+
+def test_still_view_is_redrawn_through_the_world_model(session):
+    """World view "exact": once still, the view is re-rendered on the CPU rasterizer and shown instead of GL."""
+    import time
+
+    s = session
+    gl_image = draw(s)
+    s.set_world_view("exact")
+    deadline = time.time() + 45
+    while not s.showing_world_frame:
+        assert time.time() < deadline, s.refiner.status
+        s.update_world_frame()
+        time.sleep(0.05)
+    world = draw(s)
+    save_artifact("session_world_frame_vs_gl", np.concatenate([world, gl_image], 1))
+    assert s.refiner.status.startswith("world model (off)")
+    diff = np.abs(world.astype(float) - gl_image.astype(float)).mean()
+    assert 0 < diff < 3  # the same splats through the other (exact) rasterizer, upscaled the same way
+    s.camera.look(30, 0)  # any change: back to GL frames until still again
+    s.update_world_frame()
+    assert not s.showing_world_frame
+    s.set_world_view("gl")
+    assert s.refiner is None

@@ -57,6 +57,16 @@ class Viewer:
             shutil.copy(path, ARTIFACTS / f"window_{name}.png")
         return image, info
 
+    def shot_until(self, predicate, what: str, timeout: float = 20.0, name: str | None = None):
+        """Screenshots until ``predicate(info)`` holds (input takes a frame or two to show)."""
+        deadline = time.time() + timeout
+        while True:
+            image, info = self.shot(name=name)
+            if predicate(info):
+                return image, info
+            assert time.time() < deadline, f"timed out waiting for {what}; last screenshot: {info}"
+            time.sleep(0.2)
+
     def key(self, *keys: str) -> None:
         xdo(self.display, "key", *keys)
 
@@ -207,19 +217,22 @@ def test_panel_spawns_a_mesh_and_changes_the_light(viewer):
     assert "spawn" in panel and "light intensity" in panel, sorted(panel)  # both scrolled into view
     x0, y0, x1, y1 = panel["spawn"]
     viewer.click((x0 + x1) / 2, (y0 + y1) / 2)
-    wait_for(lambda: "crate" in viewer.shot()[1]["poses"], 20, "the spawned crate")
+    viewer.shot_until(lambda info: "crate" in info["poses"], "the spawned crate")
     time.sleep(1.5)  # let it land
+    viewer.move(SIZE[0] - 100, SIZE[1] - 60)
+    viewer.key("Escape")  # the new crate is selected: deselect it, so that no outline covers it
     # full intensity, then none: the crate's lit faces follow, the splats do not change
     x0, y0, x1, y1 = panel["light intensity"]
     viewer.click(x1 - 3, (y0 + y1) / 2)
-    bright, info_b = viewer.shot(name="light_bright")
+    bright, info_b = viewer.shot_until(
+        lambda info: info["light"]["intensity"] > 3.5, "intensity 4", name="light_bright"
+    )
     viewer.click(x0 + 3, (y0 + y1) / 2)
-    dark, info_d = viewer.shot(name="light_dark")
-    assert info_b["light"]["intensity"] > 3.5
-    assert info_d["light"]["intensity"] < 0.1
+    dark, info_d = viewer.shot_until(lambda info: info["light"]["intensity"] < 0.1, "intensity 0", name="light_dark")
     crate = np.array(info_d["poses"]["crate"]["position"])
     assert crate[2] == pytest.approx(0.1, abs=0.02)  # resting on the ground
-    u, v = window_pixel(info_d, crate + [0.0, 0.0, 0.1])  # the top face, lit from above
+    assert info_d["selected"] is None
+    u, v = window_pixel(info_d, crate + [0.0, -0.1, 0.0])  # the face towards the camera (and the light)
     vx, vy = info_d["view_rect"][:2]
     patch = (slice(int(v - vy) - 2, int(v - vy) + 3), slice(int(u - vx) - 2, int(u - vx) + 3))
     assert bright[patch].mean() > dark[patch].mean() + 60

@@ -2,12 +2,14 @@
 
     python tools/bench/viewer.py [--width 1280 --height 720] [--splats 100000] [--scene FILE|FOLDER]
                                  [--path gl|raster|both] [--frames 40] [--turn 0.2] [--sh-degree 3]
+                                 [--physics [--objects 20]]
 
 Targets (compositor issue): CPU machine (llvmpipe, 2 cores) 1280x720 with 100k splats >= 10 FPS with
 physics running; GPU machine 1920x1080 with 1M splats >= 120 FPS on the GL-splat path (and the
 raster-image path reported). The camera orbits by ``--turn`` degrees a frame (so the CPU depth sort
 is redone every few frames, as in a viewer); a ground plane and a box with a shadow are drawn too.
-Each frame ends with ``ctx.finish()``. Prints medians and the machine; rendering only (no physics).
+Each frame ends with ``ctx.finish()``. Prints medians and the machine; rendering only, unless
+``--physics`` adds the viewer's whole frame with physics running (``bench_physics``).
 """
 
 from __future__ import annotations
@@ -99,6 +101,62 @@ def bench(ctx, splats: Splats, args, path: str) -> dict:
     }
 
 
+def bench_physics(ctx, args) -> dict:
+    """The viewer's whole frame with physics running: ``hybrid.viewer.ViewerSession`` tick + sync + render.
+
+    Scene: ``--objects`` boxes carrying ``--splats`` SH-3 splats in all (``tools/bench/physics.py``'s
+    scene), thrown up and spun every second so that every object keeps moving; the camera frames
+    them and orbits by ``--turn`` degrees a frame. Rendered at ``--width`` x ``--height`` (no
+    internal downscaling), GL splat path.
+    """
+    import importlib.util
+
+    from hybrid.viewer import ViewerSession, ViewerSettings
+
+    spec = importlib.util.spec_from_file_location("bench_physics", Path(__file__).with_name("physics.py"))
+    bench_physics_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_physics_module)
+    scene = bench_physics_module.frame_scene(args.splats, args.objects)
+    session = ViewerSession(scene, ctx, (args.width, args.height), ViewerSettings(render_scale=1.0))
+    rng = np.random.default_rng(0)
+    phys = session.world.physics
+    dt = 1 / 30
+    session.frame_view()
+    session.camera.update(1.0)
+    totals, parts = [], {"physics": [], "splats": [], "render": []}
+    try:
+        for i in range(args.warmup + args.frames):
+            if i % 30 == 0:  # throw everything again
+                for name in phys.names:
+                    phys.set_velocity(name, linear=[*rng.normal(0, 0.5, 2), 3.0], angular=rng.normal(0, 4, 3))
+            session.camera.look(-args.turn / np.degrees(session.camera.config.look_sensitivity), 0)
+            t0 = time.perf_counter()
+            session.tick(dt)
+            t1 = time.perf_counter()
+            session.sync()
+            t2 = time.perf_counter()
+            session.render()  # ends with ctx.finish()
+            t3 = time.perf_counter()
+            if i >= args.warmup:
+                totals.append(t3 - t0)
+                for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    parts[key].append(value)
+        if args.save:
+            from PIL import Image
+
+            Image.fromarray(session.read_render()).save(
+                args.save.with_name(f"{args.save.stem}_physics{args.save.suffix}")
+            )
+    finally:
+        session.release()
+    med = statistics.median(totals)
+    return {
+        "median_ms": 1000 * med,
+        "fps": 1 / med,
+        **{f"{k}_ms": 1000 * statistics.median(v) for k, v in parts.items()},
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", type=int, default=1280)
@@ -112,6 +170,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--turn", type=float, default=0.2, help="degrees of orbit per frame")
     p.add_argument("--save", type=Path, default=None, help="save the last frame as a PNG (suffixed by path)")
+    p.add_argument("--physics", action="store_true", help="also time the viewer's frame with physics running")
+    p.add_argument("--objects", type=int, default=20, help="--physics: number of moving objects")
     args = p.parse_args()
 
     ctx = create_context("egl")
@@ -124,6 +184,11 @@ def main() -> None:
         s = bench(ctx, splats, args, path)
         print(f"{path:>6}: median {s['median_ms']:.1f} ms = {s['fps']:.1f} FPS  (frames with a re-sort "
               f"{s['sort_fraction']:.0%}: {s['sorted_ms']:.1f} ms, without: {s['unsorted_ms']:.1f} ms)")  # fmt: skip
+    if args.physics:
+        s = bench_physics(ctx, args)
+        print(f"physics: {args.objects} moving objects carrying {args.splats} SH-3 splats, viewer frame (tick + sync + "
+              f"render): median {s['median_ms']:.1f} ms = {s['fps']:.1f} FPS (physics {s['physics_ms']:.1f} ms, "
+              f"splat update + upload {s['splats_ms']:.1f} ms, render {s['render_ms']:.1f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":
