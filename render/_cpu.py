@@ -40,15 +40,18 @@ def kernels():
     return _KERNELS
 
 
-def _prepare_numba_cache() -> None:
-    """Cache compiled kernels beside the source when writable, else under ~/.cache (NUMBA_CACHE_DIR)."""
+def _prepare_numba_cache(source_dir: Path | None = None) -> Path | None:
+    """Cache compiled kernels beside the source when writable, else under ~/.cache (sets NUMBA_CACHE_DIR).
+
+    Returns the fallback directory when one was set up, None otherwise (numba then uses __pycache__).
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    here = Path(__file__).resolve().parent / "__pycache__"
+        return None
+    here = (source_dir or Path(__file__).resolve().parent) / "__pycache__"
     try:
         here.mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=here, prefix=".numba-probe"):
-            return
+            return None
     except OSError:
         pass
     fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hybrid" / "numba"
@@ -56,6 +59,7 @@ def _prepare_numba_cache() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(fallback)
     if "numba" in sys.modules:  # config was read at import: set it directly too
         sys.modules["numba"].config.CACHE_DIR = str(fallback)
+    return fallback
 
 
 def _parallel(k, name: str, dtype: np.dtype, jobs: int):

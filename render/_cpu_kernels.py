@@ -1,9 +1,12 @@
 """numba kernels of the cpu backend: projection, SH, tile binning, compositing and their backward passes.
 
 Imported lazily by :mod:`render._cpu` (after the numba cache directory is set up). Every kernel is
-``@njit(cache=True)``; the heavy ones run ``prange`` over splats or tiles. They are generic over
-float32 / float64: constants are built with ``dtype.type(...)`` so float32 inputs stay float32
-(speed) and float64 inputs get a separately compiled float64 version (gradcheck).
+``@njit(cache=True)``. The compositing passes (``raster_fwd``, ``raster_bwd``) are
+``parallel=True`` drivers running ``prange`` over 16x16 tiles, each tile handled by a serial
+``_raster_*_range``; projection, SH, binning and the gradient reduction are serial (they cost a
+few ms, and every parallel kernel adds several seconds of first-call compile). Kernels are generic
+over float32 / float64: constants are built with ``dtype.type(...)`` so float32 inputs stay float32
+(speed); float64 (gradcheck) gets its own compiled version and runs the serial tile loops.
 
 The maths is gsplat 1.5's (see :mod:`render._reference`, the definition these kernels are tested
 against); the backward passes are written by hand: compositing back to front per pixel, then

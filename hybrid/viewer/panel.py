@@ -19,6 +19,7 @@ from scenes._deps import require
 __all__ = ["Panel", "ImguiInput", "PANEL_WIDTH"]
 
 PANEL_WIDTH = 330  # pixels (window coordinates); the 3D view starts right of it
+_TIMING_PARTS = ("physics", "splats", "render", "present", "panel", "swap", "record")
 _WORLD_LABELS = ["off (GL frames)", "exact (CPU raster)", "relight", "full (learned residual)"]
 _UNLABELLED = {"pause", "reset", "undo", "spawn", "screenshot", "record", "colliders", "world model"}  # buttons
 
@@ -190,10 +191,13 @@ class Panel:
         imgui.separator()
         if s.message:
             imgui.text_wrapped(s.message)
-        imgui.text_disabled("WASD/QE move, right-drag look, wheel speed, F frame, 1-9 cameras")
-        imgui.text_disabled(
-            "click select, shift-click or drag push, space pause, R reset, Backspace undo, P shot (shift+P with panel)"
+        imgui.push_style_color(imgui.Col_.text, imgui.get_style_color_vec4(imgui.Col_.text_disabled))
+        imgui.text_wrapped(
+            "WASD/QE move, right-drag look, wheel speed, F frame, 1-9 capture cameras; click select, "
+            "shift-click or drag push, space pause, R reset, Backspace undo, P screenshot (shift+P with "
+            "the panel), H hide the panel, Esc deselect / quit"
         )
+        imgui.pop_style_color()
         imgui.pop_item_width()
         imgui.end()
 
@@ -205,9 +209,16 @@ class Panel:
         )
         imgui.text_wrapped(self.actions.renderer_note())
         parts = s.stats.summary()
-        if parts:
-            text = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())
-            imgui.text_wrapped(f"ms/frame: {text}")
+        # a fixed grid (the layout below must not jump when a part appears): ms per frame
+        if imgui.begin_table("timings", 3, imgui.TableFlags_.sizing_stretch_same):
+            for i, name in enumerate(_TIMING_PARTS):
+                imgui.table_next_column()
+                value = parts.get(name)
+                imgui.text_unformatted(f"{name} {value:.1f}" if value is not None else f"{name} -")
+                if i == len(_TIMING_PARTS) - 1:
+                    imgui.table_next_column()
+                    imgui.text_disabled("(ms/frame)")
+            imgui.end_table()
 
     def _light(self) -> None:
         imgui, s = self.imgui, self.session
@@ -232,7 +243,7 @@ class Panel:
         self._rect("light ambient")
         if changed:
             s.light = L.with_(ambient=(amb, amb, amb))
-        imgui.text_disabled("lights meshes; splats keep their captured light")
+        imgui.text_wrapped("lights meshes; splats keep their captured light (see Display > world model)")
 
     def _physics(self) -> None:
         imgui, s = self.imgui, self.session

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -398,6 +400,9 @@ class ViewerWindow:
     def run(self, max_frames: int | None = None) -> None:
         """The event loop, until the window closes (or ``max_frames`` frames were drawn)."""
         glfw = self.glfw
+        previous = None
+        if threading.current_thread() is threading.main_thread():  # SIGTERM closes cleanly (recordings finished)
+            previous = signal.signal(signal.SIGTERM, lambda *_: glfw.set_window_should_close(self.window, True))
         try:
             while not glfw.window_should_close(self.window):
                 glfw.poll_events()
@@ -407,6 +412,8 @@ class ViewerWindow:
                 if not drew:
                     glfw.wait_events_timeout(1 / 30)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self.close()
 
     # ------------------------------------------------------------------ lifetime

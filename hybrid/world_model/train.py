@@ -52,6 +52,7 @@ class TrainConfig:
     width: int = 16  # network width (channels of the first level)
     blob_radius: tuple[float, float] = (0.5, 1.3)  # removed balls' radius, in object half-sizes
     shadow_jitter_deg: tuple[float, float] = (2.0, 6.0)  # light turned by this much for shadow perturbation
+    threads: int = 1  # torch CPU threads while training (on a shared 2-core machine 1 is several times faster)
     seed: int = 0
 
 
@@ -171,12 +172,27 @@ def train_world_model(
                 target = relit_in + torch.maximum(lost, keep * gate) * (ch(target_full) - relit_in)
             samples.append((x, base, gate, target))
             report("samples", len(samples), total)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, config.threads))
+    try:
+        net, losses = _fit(samples, config, rng, report)
+    finally:
+        torch.set_num_threads(threads)
+    baseline = float(np.mean([((b - t).abs() * g).sum().item() / max(g.sum().item(), 1.0)
+                              for _, b, g, t in samples]))  # fmt: skip
+    net.eval()
+    weights = world_model_weights(net, rel.light, rel.shadow_strength)
+    seconds = time.perf_counter() - start
+    log.info("world model trained in %.1f s: gated L1 %.4f -> %.4f (base only %.4f)", seconds,
+             losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), baseline)  # fmt: skip
+    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples))
+
+
+def _fit(samples: list, config: TrainConfig, rng: np.random.Generator, report) -> tuple[ResidualNet, list[float]]:
     net = ResidualNet(config.width)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, config.steps))
     losses, window = [], []
-    baseline = float(np.mean([((b - t).abs() * g).sum().item() / max(g.sum().item(), 1.0)
-                              for _, b, g, t in samples]))  # fmt: skip
     for step in range(config.steps):
         xs, bs, gs, ts = [], [], [], []
         for _ in range(config.batch):
@@ -201,12 +217,7 @@ def train_world_model(
         report("train", step + 1, config.steps)
     if window:
         losses.append(float(np.mean(window)))
-    net.eval()
-    weights = world_model_weights(net, rel.light, rel.shadow_strength)
-    seconds = time.perf_counter() - start
-    log.info("world model trained in %.1f s: gated L1 %.4f -> %.4f (base only %.4f)", seconds,
-             losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), baseline)  # fmt: skip
-    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples))
+    return net, losses
 
 
 def _crop_origin(gate: torch.Tensor, crop: int, rng: np.random.Generator) -> tuple[int, int]:

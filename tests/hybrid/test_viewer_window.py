@@ -185,8 +185,7 @@ def test_click_selects_and_shift_click_pushes_then_backspace_undoes(viewer):
     start = info0["poses"]
     u, v = window_pixel(info0, BOXES["red"][1])
     viewer.click(u, v)
-    image1, info1 = viewer.shot(name="selected")
-    assert info1["selected"] == "red"
+    image1, info1 = viewer.shot_until(lambda info: info["selected"] == "red", "red selected", name="selected")
     ring = outline_pixels(image1)
     ys, xs = np.nonzero(ring)
     vx, vy = info1["view_rect"][:2]

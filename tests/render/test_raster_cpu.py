@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -128,3 +130,21 @@ def test_cpu_is_deterministic_and_float64_matches_float32():
     c, _ = render(s64, "cpu")
     assert c.colors.dtype == torch.float64
     assert_close("float64 colours", c.colors.float(), a.colors, 1e-4)
+
+
+def test_numba_cache_falls_back_to_user_cache_when_the_package_dir_is_not_writable(tmp_path, monkeypatch):
+    from render._cpu import _prepare_numba_cache
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)  # restored after the test
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the package directory would be")
+    fallback = _prepare_numba_cache(blocker)  # mkdir of blocker/__pycache__ fails
+    assert fallback == tmp_path / "xdg" / "hybrid" / "numba" and fallback.is_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(fallback) and numba.config.CACHE_DIR == str(fallback)
+    assert _prepare_numba_cache(blocker) is None, "an explicit NUMBA_CACHE_DIR is left alone"
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    assert _prepare_numba_cache(tmp_path) is None and (tmp_path / "__pycache__").is_dir()

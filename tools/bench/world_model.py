@@ -387,7 +387,7 @@ def main() -> None:
 
     out_dir = a.out.parent / "world_model"
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(steps=a.steps)
+    config = TrainConfig(steps=a.steps, views=8)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(a.scenes):
