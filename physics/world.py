@@ -511,6 +511,33 @@ class PhysicsWorld:
         for b in self._bodies.values():
             self._wake(b)
 
+    def dynamics(self, name: str) -> tuple[float, float, float]:
+        """``(mass kg, friction, restitution)`` of body ``name`` (mass 0 for a static body)."""
+        b = self._body(name)
+        return (b.mass, b.friction, b.restitution)
+
+    def set_dynamics(self, name: str, *, mass: float | None = None, friction: float | None = None) -> None:
+        """Change the mass (kg, dynamic bodies; inertia scales with it) and/or the friction of body ``name``."""
+        b = self._body(name)
+        kw = {}
+        if mass is not None:
+            if not (math.isfinite(mass) and mass > 0):
+                raise ShapeError(f"mass of {name!r}: expected a finite number of kg > 0, got {mass!r}")
+            if b.static:
+                raise PhysicsError(f"object {name!r} is static; its mass cannot change")
+            if mass != b.mass:
+                b.inertia = b.inertia * (mass / b.mass)
+                b.mass = float(mass)
+                kw.update(mass=b.mass, localInertiaDiagonal=b.inertia.tolist())
+        if friction is not None:
+            if not (math.isfinite(friction) and friction >= 0):
+                raise ShapeError(f"friction of {name!r}: expected a finite number >= 0, got {friction!r}")
+            b.friction = float(friction)
+            kw.update(lateralFriction=b.friction)
+        if kw:
+            self._call(self._p.changeDynamics, b.uid, -1, **kw)
+            self._wake(b)
+
     def pick(self, origin, direction, max_distance: float = 100.0) -> Pick | None:
         """The first object hit by the ray from ``origin`` along ``direction``; None if it hits none (or only the ground)."""
         origin = _vec3(origin, "pick: origin")

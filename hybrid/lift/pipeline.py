@@ -93,7 +93,7 @@ def preset_options(preset: str | None = None, device: str | None = None, **train
             preset=preset,
             select=SelectOptions(max_frames=90, max_size=640),
             sfm=SfmOptions(max_features=4096, overlap=8),
-            train=TrainOptions(steps=2000, sh_degree=1, sh_interval=600, device=device),
+            train=TrainOptions(steps=1200, sh_degree=1, sh_interval=400, device=device),
         )
     else:
         opts = LiftOptions(
