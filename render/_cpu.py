@@ -71,6 +71,12 @@ def _parallel(k, name: str, dtype: np.dtype, jobs: int):
     return lambda *args: serial(0, jobs, *args)
 
 
+def _num_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
 @contextmanager
 def _dynamic_schedule(chunk: int = 1):
     """Hand prange iterations (tiles) to threads a few at a time: tile costs vary a lot across an image."""
@@ -214,7 +220,7 @@ class _Rasterize(torch.autograd.Function):
             srt = k.radix_argsort(z.view(np.uint32)) if z.dtype == np.float32 else np.argsort(z, kind="stable")
             n_vis[i] = vis.size
             order[i, : vis.size] = vis[srt]
-        offsets, ids, gm_start = k.bin_tiles(meta.rects.numpy(), order, n_vis, n_tx, n_ty)
+        offsets, ids = k.bin_tiles(meta.rects.numpy(), order, n_vis, n_tx, n_ty)
         dt = pk.dtype
         nd = 1 if meta.want_depth else 0
         out_rgb, out_depth, out_alpha = _empty((c, h, w, nf), dt), _empty((c, h, w, nd), dt), _empty((c, h, w, 1), dt)
@@ -231,7 +237,7 @@ class _Rasterize(torch.autograd.Function):
                 out_ids.numpy(),
             )  # fmt: skip
         ctx.save_for_backward(means2d, colors)
-        ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty)
+        ctx.state = (bg, has_bg, out_t, out_last, offsets, ids, n_tx, n_ty)
         ctx.meta = meta
         ctx.mark_non_differentiable(out_ids)
         ctx.set_materialize_grads(False)
@@ -240,26 +246,27 @@ class _Rasterize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_rgb, v_depth, v_alpha, _v_ids):  # unused outputs give None (materialize_grads off)
         means2d, colors = ctx.saved_tensors
-        bg, has_bg, out_t, out_last, offsets, ids, gm_start, n_tx, n_ty = ctx.state
+        bg, has_bg, out_t, out_last, offsets, ids, n_tx, n_ty = ctx.state
         meta = ctx.meta
         k = kernels()
         pk = meta.pk
         c, n = pk.shape[:2]
         nf = colors.shape[2]
-        grads = np.zeros((ids.shape[0], k.G_RGB + nf), pk.dtype)
+        jobs = _num_threads() if pk.dtype == np.float32 else 1  # float64 (gradcheck) runs serially
+        grads = np.zeros((jobs, c, n, k.G_RGB + nf), pk.dtype)  # one accumulator per parallel job
         v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
         h, w = meta.height, meta.width
         v_rgb_np = _np(v_rgb) if v_rgb is not None else np.zeros((c, h, w, nf), pk.dtype)
         want_depth = meta.want_depth and v_depth is not None
         v_depth_np = _np(v_depth) if want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
         v_alpha_np = _np(v_alpha) if v_alpha is not None else np.zeros((c, h, w, 1), pk.dtype)
-        with _dynamic_schedule():
-            _parallel(k, "raster_bwd", pk.dtype, c * n_tx * n_ty)(
-                pk, _np(colors), bg, has_bg, want_depth, meta.rects.numpy(), gm_start, offsets, ids, w, h, n_tx, n_ty,
-                out_t, out_last, v_rgb_np, v_depth_np, v_alpha_np, grads, v_bg_tiles,
-            )  # fmt: skip
-        per = np.empty((c, n, k.G_RGB + nf), pk.dtype)
-        k.reduce_grads(0, c * n, grads, gm_start, meta.rects.numpy(), per)
+        args = (pk, _np(colors), bg, has_bg, want_depth, offsets, ids, w, h, n_tx, n_ty, out_t, out_last, v_rgb_np,
+                v_depth_np, v_alpha_np)  # fmt: skip
+        if jobs > 1:
+            k.raster_bwd(*args, grads, v_bg_tiles)
+        else:
+            k._raster_bwd_jobs(0, 1, *args, grads[0], v_bg_tiles)
+        per = grads[0] if jobs == 1 else grads.sum(0)
         per_t = torch.from_numpy(per)
         if meta.absgrad:
             means2d.absgrad = per_t[..., k.G_AX : k.G_AY + 1]

@@ -517,29 +517,24 @@ def radix_argsort(keys):  # uint32 [n] -> int32 [n]: the stable ascending order 
 
 @njit(cache=True)
 def bin_tiles(rects, order, n_vis, n_tx, n_ty):
-    # -> tile offsets [C*T+1] int64, splat ids [n_isect] int32 (depth order per tile), gm_start [C,N] int64
-    n_cam, n = order.shape
+    """Tile lists: offsets [C*T+1] int64 and splat ids [n_isect] int32, each tile's list in depth order.
+
+    Splats are visited in depth order (``order[c, :n_vis[c]]``, a stable sort), so a counting sort
+    by tile keeps every tile's list sorted: the same lists as gsplat's per-tile depth sort.
+    """
+    n_cam = order.shape[0]
     n_tiles = n_tx * n_ty
-    gm_start = np.zeros((n_cam, n), np.int64)
-    counts = np.zeros(n_cam * n_tiles + 1, np.int64)
-    total = 0
-    for c in range(n_cam):
-        for g in range(n):
-            gm_start[c, g] = total
-            x0, y0, x1, y1 = rects[c, g, 0], rects[c, g, 1], rects[c, g, 2], rects[c, g, 3]
-            if x1 > x0 and y1 > y0:
-                total += (x1 - x0) * (y1 - y0)
+    offsets = np.zeros(n_cam * n_tiles + 1, np.int64)
     for c in range(n_cam):
         for i in range(n_vis[c]):
             g = order[c, i]
             for ty in range(rects[c, g, 1], rects[c, g, 3]):
                 for tx in range(rects[c, g, 0], rects[c, g, 2]):
-                    counts[c * n_tiles + ty * n_tx + tx + 1] += 1
+                    offsets[c * n_tiles + ty * n_tx + tx + 1] += 1
     for i in range(n_cam * n_tiles):
-        counts[i + 1] += counts[i]
-    offsets = counts
+        offsets[i + 1] += offsets[i]
     cursor = offsets[:-1].copy()
-    ids = np.empty(total, np.int32)
+    ids = np.empty(offsets[-1], np.int32)
     for c in range(n_cam):
         for i in range(n_vis[c]):
             g = order[c, i]
@@ -548,7 +543,7 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
                     t = c * n_tiles + ty * n_tx + tx
                     ids[cursor[t]] = g
                     cursor[t] += 1
-    return offsets, ids, gm_start
+    return offsets, ids
 
 
 # ----------------------------------------------------------------------------------------- compositing
@@ -719,16 +714,16 @@ G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-in
 
 
 @njit(cache=True)
-def _raster_bwd_range(
-    lo, hi,
-    pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
+def _raster_bwd_jobs(
+    first, step,
+    pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty,
     out_t, out_last, v_rgb, v_depth, v_alpha,
     grads, v_bg_tiles,
 ):  # fmt: skip
-    """Back-to-front per pixel (gsplat's order), recovering T by division.
+    """Back-to-front per pixel (gsplat's order), recovering T by division, for tiles first, first + step, ...
 
-    Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] go to
-    grads [n_isect, G_RGB + F] (one row per tile intersection, see G_*) and v_bg_tiles [C*T, F].
+    Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] are added to
+    grads [C, N, G_RGB + F] (per camera and splat, see G_*) and written to v_bg_tiles [C*T, F].
     """
     nf = colors.shape[2]
     rgb3 = nf == 3
@@ -738,7 +733,7 @@ def _raster_bwd_range(
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
-    for job in range(lo, hi):
+    for job in range(first, pk.shape[0] * n_tiles, step):
         c = job // n_tiles
         cc_ = c if per_cam else 0
         tile = job - c * n_tiles
@@ -839,54 +834,34 @@ def _raster_bwd_range(
                         amx += abs(gx)
                         amy += abs(gy)
                         vop += vis * v_a
-            rx0, ry0, rx1 = rects[c, g, 0], rects[c, g, 1], rects[c, g, 2]
-            i = gm_start[c, g] + (ty - ry0) * (rx1 - rx0) + (tx - rx0)
-            grads[i, G_MX] = vmx
-            grads[i, G_MY] = vmy
-            grads[i, G_CA] = va
-            grads[i, G_CB] = vb
-            grads[i, G_CC] = vc
-            grads[i, G_OP] = vop
-            grads[i, G_AX] = amx
-            grads[i, G_AY] = amy
-            grads[i, G_Z] = vzg
+            grads[c, g, G_MX] += vmx
+            grads[c, g, G_MY] += vmy
+            grads[c, g, G_CA] += va
+            grads[c, g, G_CB] += vb
+            grads[c, g, G_CC] += vc
+            grads[c, g, G_OP] += vop
+            grads[c, g, G_AX] += amx
+            grads[c, g, G_AY] += amy
+            grads[c, g, G_Z] += vzg
             if rgb3:
-                grads[i, G_RGB] = vf0
-                grads[i, G_RGB + 1] = vf1
-                grads[i, G_RGB + 2] = vf2
+                grads[c, g, G_RGB] += vf0
+                grads[c, g, G_RGB + 1] += vf1
+                grads[c, g, G_RGB + 2] += vf2
             else:
                 for f in range(nf):
-                    grads[i, G_RGB + f] = vf[f]
+                    grads[c, g, G_RGB + f] += vf[f]
 
 
 @njit(parallel=True, cache=True)
 def raster_bwd(
-    pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty, out_t, out_last,
+    pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty, out_t, out_last,
     v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
 ):  # fmt: skip
-    """Backward of raster_fwd (see _raster_bwd_range), one tile per parallel job."""
-    total = pk.shape[0] * n_tx * n_ty
-    for t in prange(total):
-        _raster_bwd_range(
-            t, t + 1, pk, colors, bg, has_bg, want_depth, rects, gm_start, offsets, ids, width, height, n_tx, n_ty,
-            out_t, out_last, v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
+    """Backward of raster_fwd: parallel job j takes tiles j, j + J, j + 2J, ... (J = grads.shape[0]) and
+    accumulates into its own grads[j] [C, N, G]; the caller sums over j (deterministic for a fixed J)."""
+    n_jobs = grads.shape[0]
+    for j in prange(n_jobs):
+        _raster_bwd_jobs(
+            j, n_jobs, pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty,
+            out_t, out_last, v_rgb, v_depth, v_alpha, grads[j], v_bg_tiles,
         )  # fmt: skip
-
-
-@njit(cache=True)
-def reduce_grads(lo, hi, grads, gm_start, rects, out):  # per-intersection [n_isect, G] -> per (camera, splat) [C,N,G]
-    n_cam, n = gm_start.shape
-    ng = grads.shape[1]
-    zero = grads.dtype.type(0.0)
-    for j in range(lo, hi):
-        c = j // n
-        g = j - c * n
-        for q in range(ng):
-            out[c, g, q] = zero
-        if rects[c, g, 2] <= rects[c, g, 0] or rects[c, g, 3] <= rects[c, g, 1]:
-            continue
-        s = gm_start[c, g]
-        cnt = (rects[c, g, 2] - rects[c, g, 0]) * (rects[c, g, 3] - rects[c, g, 1])
-        for i in range(s, s + cnt):
-            for q in range(ng):
-                out[c, g, q] += grads[i, q]

@@ -40,6 +40,7 @@ __all__ = ["LiftOptions", "LiftReport", "PRESETS", "preset_options", "lift", "de
 log = logging.getLogger(__name__)
 
 PRESETS = ("fast", "quality")
+MIN_INIT_POINTS = 10_000  # known cameras with fewer triangulated points get this many random ones as well
 WORK_VERSION = 1
 
 
@@ -450,10 +451,12 @@ def lift(
                 points, colors = triangulate_known(fs.images, list(fs.names), cams, work / "sfm",
                                                    replace(opts.sfm, seed=opts.train.seed))  # fmt: skip
                 sfm_stats = {"triangulated_points": len(points)}
-            if len(points) < 100:
+            if len(points) < MIN_INIT_POINTS:
                 notes.append(f"only {len(points)} points triangulated from the known cameras: "
-                             "splats start from random points around the cameras' focus")  # fmt: skip
-                points, colors = _random_points(cams, 20_000, opts.train.seed)
+                             f"{MIN_INIT_POINTS} random points added around the cameras' focus")  # fmt: skip
+                extra_p, extra_c = _random_points(cams, MIN_INIT_POINTS, opts.train.seed)
+                points = np.concatenate([np.asarray(points).reshape(-1, 3), extra_p])
+                colors = np.concatenate([np.asarray(colors).reshape(-1, 3), extra_c])
             timings["cameras"] = time.perf_counter() - t0
         meta = {"fingerprint": fingerprint, "kind": kind, "camera_source": camera_source, "sfm": sfm_stats,
                 "overlay": overlay_dict, "alignment": alignment_dict, "timings": timings, "notes_all": notes,

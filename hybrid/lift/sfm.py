@@ -77,6 +77,23 @@ def write_frames(images: np.ndarray, names: list[str], folder: Path, mask: np.nd
     return path
 
 
+class _quiet_colmap:
+    """Keep COLMAP's INFO/WARNING log lines (thousands per run) off the terminal unless debugging."""
+
+    def __enter__(self):
+        pycolmap = require("pycolmap", "camera recovery")
+        self.previous = pycolmap.logging.minloglevel
+        if not log.isEnabledFor(logging.DEBUG):
+            pycolmap.logging.minloglevel = 2  # ERROR and FATAL only
+        return self
+
+    def __exit__(self, *exc):
+        import pycolmap
+
+        pycolmap.logging.minloglevel = self.previous
+        return False
+
+
 def _device(pycolmap):
     return pycolmap.Device.cuda if pycolmap.has_cuda else pycolmap.Device.cpu
 
@@ -228,6 +245,11 @@ def run_sfm(
     mask: np.ndarray | None = None,  # [H, W] bool, True where features must not be taken (overlays)
 ) -> SfmResult:
     """Recover one shared pinhole camera and a pose per frame; see the module docstring for failures."""
+    with _quiet_colmap():
+        return _run_sfm(images, names, work, opts, mask)
+
+
+def _run_sfm(images, names, work, opts, mask) -> SfmResult:
     pycolmap = require("pycolmap", "camera recovery")
     opts = opts or SfmOptions()
     if opts.camera_model not in CAMERA_MODELS:
@@ -395,6 +417,11 @@ def triangulate_known(
 
     The cameras are not changed. Returns empty arrays when nothing could be triangulated.
     """
+    with _quiet_colmap():
+        return _triangulate_known(images, names, cameras, work, opts, mask)
+
+
+def _triangulate_known(images, names, cameras, work, opts, mask) -> tuple[np.ndarray, np.ndarray]:
     pycolmap = require("pycolmap", "camera recovery")
     opts = opts or SfmOptions()
     work = Path(work)

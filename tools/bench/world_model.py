@@ -43,7 +43,9 @@ NEAR, FAR = 0.1, 10.0  # TinyRenderer's shadow test is reliable with these plane
 LIGHT_DISTANCE = 10.0
 AMBIENT, DIFFUSE = 0.35, 0.65  # TinyRenderer light coefficients (specular off)
 L0 = np.array([0.5, -0.35, 0.8]) / np.linalg.norm([0.5, -0.35, 0.8])  # capture light
-L1 = np.array([-0.45, 0.55, 0.7]) / np.linalg.norm([-0.45, 0.55, 0.7])  # light edit
+L1 = np.array([-0.45, 0.55, 0.7]) / np.linalg.norm([-0.45, 0.55, 0.7])  # light edit: turned, same height
+L2 = np.array([-0.7, 0.45, 0.55]) / np.linalg.norm([-0.7, 0.45, 0.55])  # light edit: turned and lower (evening)
+LIGHT_EDITS = {"light turned": L1, "light lower": L2}
 PUSH_TIMES = (0.4, 1.0, 2.0)
 CAPTURE_FRAMES = 24
 CHANGED = 10.0 / 255  # a pixel changed in the ground truth when a channel moved by more than this
@@ -328,17 +330,18 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
                 panels["push"] = [rest_gt[ci], gt, engine[ci], relit, fr.image]
     tiny.set_poses({o.name: {"position": list(o.position), "quaternion": list(o.quaternion)} for o in scene.objects})
     state = SplatState.rest(scene)
-    gts = [tiny.render(c, L1)[0] for c in evals]
-    frames = full.render(state, evals, light_direction=tuple(L1), keep_gbuffers=True)
     engine = off.images(state, evals)
-    for ci, (gt, fr) in enumerate(zip(gts, frames, strict=True)):
-        changed = np.abs(gt - rest_gt[ci]).max(axis=-1) > CHANGED
-        relit = apply_world_model("relight", fr.gbuffers)
-        for method, pred in {"engine-only": engine[ci], "relight": relit, "full": fr.image}.items():
-            rows.append({"seed": seed, "edit": "light", "camera": ci, "method": method,
-                         "changed_frac": float(changed.mean()), **scores(pred, gt, changed)})  # fmt: skip
-        if ci == 0:
-            panels["light"] = [rest_gt[ci], gt, engine[ci], relit, fr.image]
+    for edit, direction in LIGHT_EDITS.items():
+        gts = [tiny.render(c, direction)[0] for c in evals]
+        frames = full.render(state, evals, light_direction=tuple(direction), keep_gbuffers=True)
+        for ci, (gt, fr) in enumerate(zip(gts, frames, strict=True)):
+            changed = np.abs(gt - rest_gt[ci]).max(axis=-1) > CHANGED
+            relit = apply_world_model("relight", fr.gbuffers)
+            for method, pred in {"engine-only": engine[ci], "relight": relit, "full": fr.image}.items():
+                rows.append({"seed": seed, "edit": edit, "camera": ci, "method": method,
+                             "changed_frac": float(changed.mean()), **scores(pred, gt, changed)})  # fmt: skip
+            if ci == 0:
+                panels[edit.replace(" ", "_")] = [rest_gt[ci], gt, engine[ci], relit, fr.image]
     # unedited: the relit render against the plain render (the capture as the splats hold it)
     cams = [c for c, _, _ in captures[::6]]
     rel_only = WorldModel(scene, "relight", relighting=result.relighting).images(SplatState.rest(scene), cams)
@@ -380,8 +383,11 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "world_model_bench.md")
     ap.add_argument("--steps", type=int, default=TrainConfig.steps)
-    ap.add_argument("--estimate-direction", action="store_true",
-                    help="estimate the light direction too (by default it is given; sun and ambient are estimated)")
+    ap.add_argument(
+        "--estimate-direction",
+        action="store_true",
+        help="estimate the light direction too (by default it is given; sun and ambient are estimated)",
+    )
     a = ap.parse_args()
     import tempfile
 
@@ -391,8 +397,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(a.scenes):
-            results.append(run_scene(seed, out_dir, Path(tmp), config, lambda s: print(s, flush=True),
-                                     a.estimate_direction))
+            results.append(
+                run_scene(seed, out_dir, Path(tmp), config, lambda s: print(s, flush=True), a.estimate_direction)
+            )
     timing = residual_timing()
     text = report(results, timing)
     print(text)
@@ -411,7 +418,7 @@ def report(results: list[dict], timing: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for res in results:
         seed = res["rows"][0]["seed"]
-        edits = sorted({r["edit"] for r in res["rows"]}, key=lambda e: (e == "light", e))
+        edits = sorted({r["edit"] for r in res["rows"]}, key=lambda e: (e.startswith("light"), e))
         for edit in edits:
             for m in methods:
                 sel = [r for r in res["rows"] if r["edit"] == edit and r["method"] == m]
@@ -427,7 +434,7 @@ def report(results: list[dict], timing: dict) -> str:
     gain_push = mean("push", "full", "psnr_changed") - mean("push", "engine-only", "psnr_changed")
     worst = min(mean("push", "full", "psnr", s) - mean("push", "engine-only", "psnr", s)
                 for s in {r["seed"] for r in rows})  # fmt: skip
-    gain_light = mean("light", "relight", "psnr") - mean("light", "engine-only", "psnr")
+    gains = {e: mean(e, "relight", "psnr") - mean(e, "engine-only", "psnr") for e in LIGHT_EDITS}
     train_s = ", ".join(f"{r['train_s']:.0f} s" for r in results)
     unedited = ", ".join(f"{r['unedited_psnr']:.1f} dB" for r in results)
     light_err = ", ".join(f"{r['light_err']:.1f} deg" for r in results)
@@ -437,8 +444,8 @@ def report(results: list[dict], timing: dict) -> str:
               f"{'yes' if gain_push >= 2 else 'no'} |",
               f"| push, whole image: full never worse than engine-only by > 0.2 dB (worst scene) | {worst:+.2f} dB | "
               f"{'yes' if worst >= -0.2 else 'no'} |",
-              f"| light edit, whole image: relight - baked >= 3 dB | {gain_light:+.2f} dB | "
-              f"{'yes' if gain_light >= 3 else 'no'} |",
+              *[f"| {e}, whole image: relight - baked >= 3 dB | {g:+.2f} dB | {'yes' if g >= 3 else 'no'} |"
+                for e, g in gains.items()],
               f"| residual at 320x240 on CPU <= 30 ms (min / median, 1 thread; 2 threads) | "
               f"{timing[1][0]:.1f} / {timing[1][1]:.1f} ms; {timing[2][0]:.1f} / {timing[2][1]:.1f} ms | "
               f"{'yes' if timing[1][1] <= 30 else 'no'} |",
