@@ -252,8 +252,10 @@ class _Rasterize(torch.autograd.Function):
         pk = meta.pk
         c, n = pk.shape[:2]
         nf = colors.shape[2]
-        jobs = _num_threads() if pk.dtype == np.float32 else 1  # float64 (gradcheck) runs serially
-        grads = np.zeros((jobs, c, n, k.G_RGB + nf), pk.dtype)  # one accumulator per parallel job
+        jobs = 1  # float64 (gradcheck) runs serially
+        if pk.dtype == np.float32:  # a few jobs per thread (balance under load), one accumulator each, <= 256 MB
+            jobs = max(1, min(4 * _num_threads(), (256 << 20) // (4 * c * n * (k.G_RGB + nf) + 1)))
+        grads = np.zeros((jobs, c, n, k.G_RGB + nf), pk.dtype)  # summed in a fixed order: deterministic
         v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
         h, w = meta.height, meta.width
         v_rgb_np = _np(v_rgb) if v_rgb is not None else np.zeros((c, h, w, nf), pk.dtype)
@@ -263,7 +265,8 @@ class _Rasterize(torch.autograd.Function):
         args = (pk, _np(colors), bg, has_bg, want_depth, offsets, ids, w, h, n_tx, n_ty, out_t, out_last, v_rgb_np,
                 v_depth_np, v_alpha_np)  # fmt: skip
         if jobs > 1:
-            k.raster_bwd(*args, grads, v_bg_tiles)
+            with _dynamic_schedule():
+                k.raster_bwd(*args, grads, v_bg_tiles)
         else:
             k._raster_bwd_jobs(0, 1, *args, grads[0], v_bg_tiles)
         per = grads[0] if jobs == 1 else grads.sum(0)
