@@ -62,9 +62,9 @@ def _prepare_numba_cache(source_dir: Path | None = None) -> Path | None:
     return fallback
 
 
-def _parallel(k, name: str, dtype: np.dtype, jobs: int):
-    """The prange kernel for float32; float64 (gradcheck, tests) runs the serial body and skips compiling a
-    second parallel version."""
+def _parallel(k, name: str, dtype, jobs: int):
+    """The prange kernel for float32; float64 (gradcheck, tests) runs the serial body over all ``jobs`` and
+    skips compiling a second parallel version."""
     if dtype == np.float32:
         return getattr(k, name)
     serial = getattr(k, f"_{name}_range")
@@ -128,8 +128,8 @@ class _Project(torch.autograd.Function):
         depths, opac = _zeros((c, n), dt), _zeros((c, n), dt)
         radii, rects = _zeros((c, n, 2), np.int32), _zeros((c, n, 4), np.int32)
         pk = np.empty((c, n, k.P_LEN), dt)
-        k.project_fwd(
-            0, n, _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
+        _parallel(k, "project_fwd", dt, n)(
+            _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.near_plane, cfg.far_plane, cfg.radius_clip, cfg.antialiased, n_tx, n_ty,
             means2d.numpy(), conics.numpy(), depths.numpy(), opac.numpy(), radii.numpy(), rects.numpy(), pk,
         )  # fmt: skip
@@ -270,16 +270,19 @@ class _Rasterize(torch.autograd.Function):
         else:
             k._raster_bwd_jobs(0, 1, *args, grads[0], v_bg_tiles)
         per = grads[0] if jobs == 1 else grads.sum(0)
-        per_t = torch.from_numpy(per)
+
+        def part(lo: int, hi: int) -> Tensor:  # contiguous numpy copies: autograd would clone strided views
+            return torch.from_numpy(np.ascontiguousarray(per[..., lo:hi]))
+
         if meta.absgrad:
-            means2d.absgrad = per_t[..., k.G_AX : k.G_AY + 1]
-        v_colors = per_t[..., k.G_RGB :]
+            means2d.absgrad = part(k.G_AX, k.G_AY + 1)
+        v_colors = part(k.G_RGB, k.G_RGB + nf)
         if colors.shape[0] != c:  # colours shared by every camera
-            v_colors = torch.from_numpy(per[..., k.G_RGB :].sum(0, keepdims=True))
+            v_colors = v_colors.sum(0, keepdim=True)
         v_bg = torch.from_numpy(v_bg_tiles.reshape(c, -1, nf).sum(1)) if has_bg else None
         return (
-            per_t[..., k.G_MX : k.G_MY + 1], per_t[..., k.G_CA : k.G_CC + 1], v_colors, per_t[..., k.G_OP],
-            per_t[..., k.G_Z], v_bg, None,
+            part(k.G_MX, k.G_MY + 1), part(k.G_CA, k.G_CC + 1), v_colors, part(k.G_OP, k.G_OP + 1)[..., 0],
+            part(k.G_Z, k.G_Z + 1)[..., 0], v_bg, None,
         )  # fmt: skip
 
 

@@ -114,7 +114,7 @@ def _fov_limits(ks, c, wf, hf, one):
 
 # ----------------------------------------------------------------------------------------- projection
 @njit(cache=True)
-def project_fwd(
+def _project_fwd_range(
     lo, hi,
     means, quats, scales, opacities, viewmats, ks,  # [N,3] [N,4] [N,3] [N] [C,4,4] [C,3,3]
     width, height, eps2d, near, far, radius_clip, antialiased, n_tx, n_ty,
@@ -205,6 +205,20 @@ def project_fwd(
             rects[c, g, 1] = min(max(0, int(math.floor(v / ts - ryf))), n_ty)
             rects[c, g, 2] = min(max(0, int(math.ceil(u / ts + rxf))), n_tx)
             rects[c, g, 3] = min(max(0, int(math.ceil(v / ts + ryf))), n_ty)
+
+
+@njit(parallel=True, cache=True)
+def project_fwd(
+    means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near, far, radius_clip, antialiased, n_tx,
+    n_ty, means2d, conics, depths, opac_eff, radii, rects, pk,
+):  # fmt: skip
+    """_project_fwd_range over all splats, in parallel chunks of 512."""
+    n = means.shape[0]
+    for t in prange((n + 511) // 512):
+        _project_fwd_range(
+            t * 512, min(n, t * 512 + 512), means, quats, scales, opacities, viewmats, ks, width, height, eps2d, near,
+            far, radius_clip, antialiased, n_tx, n_ty, means2d, conics, depths, opac_eff, radii, rects, pk,
+        )  # fmt: skip
 
 
 @njit(cache=True)
@@ -631,6 +645,8 @@ def _raster_fwd_range(
         last = np.full(npix, -1, np.int32)
         best = np.zeros(npix, dt)
         best_id = np.full(npix, -1, np.int64)
+        sig = np.empty(TILE, dt)
+        ex = np.empty(TILE, dt)
         n_done = 0
         for k in range(offsets[job], offsets[job + 1]):
             g = ids[k]
@@ -644,6 +660,11 @@ def _raster_fwd_range(
                 dy = my - (ft(py) + half)
                 a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
                 row = (py - y0) * tw - x0
+                for px in range(a, b):  # sigma, then exp, in tight loops (no libm call in the main loop)
+                    dx = mx - (ft(px) + half)
+                    sig[px - a] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                for i in range(b - a):
+                    ex[i] = math.exp(-sig[i])
                 for px in range(a, b):
                     p = row + px
                     if done[p]:
@@ -652,11 +673,9 @@ def _raster_fwd_range(
                         done[p] = True
                         n_done += 1
                         continue
-                    dx = mx - (ft(px) + half)
-                    sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < zero:
+                    if sig[px - a] < zero:
                         continue
-                    alpha = min(amax, op * math.exp(-sigma))
+                    alpha = min(amax, op * ex[px - a])
                     if alpha < athr:
                         continue
                     t = trans[p]
@@ -755,6 +774,8 @@ def _raster_bwd_jobs(
         buf = np.zeros((npix, max(nf, 1)), dt)
         buf_z = np.zeros(npix, dt)
         vf = np.empty(max(nf, 1), dt)
+        sig = np.empty(TILE, dt)
+        ex = np.empty(TILE, dt)
         k_max = -1
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -787,14 +808,18 @@ def _raster_bwd_jobs(
                 a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
                 row = (py - y0) * tw - x0
                 for px in range(a, b):
+                    dx = mx - (ft(px) + half)
+                    sig[px - a] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                for i in range(b - a):
+                    ex[i] = math.exp(-sig[i])
+                for px in range(a, b):
                     p = row + px
                     if last[p] < k:
                         continue
                     dx = mx - (ft(px) + half)
-                    sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < zero:
+                    if sig[px - a] < zero:
                         continue
-                    vis = math.exp(-sigma)
+                    vis = ex[px - a]
                     alpha = min(amax, op * vis)
                     if alpha < athr:
                         continue

@@ -51,13 +51,28 @@ def _splat_ids(meta: dict, width: int, height: int) -> Tensor:  # -> [C, H, W] i
     from gsplat import rasterize_to_indices_in_range
 
     means2d, conics, opac = meta["means2d"], meta["conics"], meta["opacities"]  # [C, N, ...]
-    c, n = means2d.shape[:2]
-    dev = means2d.device
-    ones = torch.ones((c, height, width), device=dev, dtype=means2d.dtype)
+    ones = torch.ones((means2d.shape[0], height, width), device=means2d.device, dtype=means2d.dtype)
     gid, pix, cam = rasterize_to_indices_in_range(
         0, 1 << 30, ones, means2d, conics, opac, width, height, meta["tile_size"], meta["isect_offsets"],
         meta["flatten_ids"],
-    )  # fmt: skip  # pairs grouped by pixel, front to back within a pixel
+    )  # fmt: skip
+    return dominant_splats(gid, pix, cam, means2d, conics, opac, width, height)
+
+
+@torch.no_grad()
+def dominant_splats(
+    gid: Tensor,  # [M] splat of each contributing (splat, pixel) pair
+    pix: Tensor,  # [M] pixel index y * W + x; pairs grouped by (camera, pixel), front to back within a pixel
+    cam: Tensor,  # [M] camera
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    opac: Tensor,  # [C, N] opacities (times the antialiasing compensation)
+    width: int,
+    height: int,
+) -> Tensor:  # [C, H, W] int64
+    """The dominant-splat map from the contributing pairs (as gsplat's rasterize_to_indices_in_range lists them)."""
+    c = means2d.shape[0]
+    dev = means2d.device
     ids = torch.full((c * height * width,), -1, dtype=torch.int64, device=dev)
     if gid.numel() == 0:
         return ids.reshape(c, height, width)

@@ -14,6 +14,7 @@ best available for the tensors' device is used and logged. Nothing falls back si
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -38,6 +39,7 @@ RASTERIZE_MODES = ("classic", "antialiased")
 _logged: set[str] = set()
 
 
+@functools.cache
 def available_backends() -> tuple[str, ...]:
     """The backends that can run in this process, best first (``"reference"`` always can)."""
     names = []

@@ -144,8 +144,12 @@ def simulate(client: int, tex_dir: Path, seed: int) -> list[dict]:
     _ground_texture(rng).save(ground_png)
     g = GROUND_HALF
     gv = p.createVisualShape(
-        p.GEOM_MESH, vertices=[[-g, -g, 0], [g, -g, 0], [g, g, 0], [-g, g, 0]], indices=[0, 1, 2, 0, 2, 3],
-        uvs=[[0, 0], [1, 0], [1, 1], [0, 1]], normals=[[0, 0, 1]] * 4, physicsClientId=client,
+        p.GEOM_MESH,
+        vertices=[[-g, -g, 0], [g, -g, 0], [g, g, 0], [-g, g, 0]],
+        indices=[0, 1, 2, 0, 2, 3],
+        uvs=[[0, 0], [1, 0], [1, 1], [0, 1]],
+        normals=[[0, 0, 1]] * 4,
+        physicsClientId=client,
     )
     gc = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=client)
     ground = p.createMultiBody(0, gc, gv, physicsClientId=client)
@@ -161,8 +165,13 @@ def simulate(client: int, tex_dir: Path, seed: int) -> list[dict]:
         cs = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=client)
         orn = p.getQuaternionFromEuler([0, 0, np.radians(yaw)])
         b = p.createMultiBody(mass, cs, vs, basePosition=pos, baseOrientation=orn, physicsClientId=client)
-        p.changeVisualShape(b, -1, textureUniqueId=p.loadTexture(str(png), physicsClientId=client),
-                            rgbaColor=[1, 1, 1, 1], physicsClientId=client)
+        p.changeVisualShape(
+            b,
+            -1,
+            textureUniqueId=p.loadTexture(str(png), physicsClientId=client),
+            rgbaColor=[1, 1, 1, 1],
+            physicsClientId=client,
+        )
         p.changeDynamics(b, -1, lateralFriction=0.8, physicsClientId=client)
         bodies.append((b, name, half, mass, colour))
     for _ in range(960):  # 4 s at 240 Hz: everything comes to rest
@@ -171,19 +180,23 @@ def simulate(client: int, tex_dir: Path, seed: int) -> list[dict]:
     records = []
     for b, name, half, mass, colour in bodies:
         pos, q = p.getBasePositionAndOrientation(b, physicsClientId=client)
-        records.append({
-            "name": name,
-            "shape": "box",
-            "half_extents": list(half),
-            "position": [float(v) for v in pos],
-            "quaternion": [float(q[3]), float(q[0]), float(q[1]), float(q[2])],  # xyzw -> wxyz
-            "mass": mass,
-            "colour": [c / 255 for c in colour],
-        })
+        records.append(
+            {
+                "name": name,
+                "shape": "box",
+                "half_extents": list(half),
+                "position": [float(v) for v in pos],
+                "quaternion": [float(q[3]), float(q[0]), float(q[1]), float(q[2])],  # xyzw -> wxyz
+                "mass": mass,
+                "colour": [c / 255 for c in colour],
+            }
+        )
     return records
 
 
-def render_frames(client: int, c2ws: list[np.ndarray], width: int, height: int, supersample: int = 2) -> list[np.ndarray]:
+def render_frames(
+    client: int, c2ws: list[np.ndarray], width: int, height: int, supersample: int = 2
+) -> list[np.ndarray]:
     """[H, W, 3] uint8 frames rendered by TinyRenderer with shadows, ``supersample``-times box-filtered."""
     import pybullet as p
 
@@ -194,7 +207,13 @@ def render_frames(client: int, c2ws: list[np.ndarray], width: int, height: int, 
         eye = c2w[:3, 3]
         view = p.computeViewMatrix(eye, eye + c2w[:3, 2], -c2w[:3, 1])  # OpenCV -y is up in the image
         _, _, rgba, _, _ = p.getCameraImage(
-            W, H, view, proj, renderer=p.ER_TINY_RENDERER, shadow=1, lightDirection=list(LIGHT_DIRECTION),
+            W,
+            H,
+            view,
+            proj,
+            renderer=p.ER_TINY_RENDERER,
+            shadow=1,
+            lightDirection=list(LIGHT_DIRECTION),
             physicsClientId=client,
         )
         img = np.asarray(rgba, np.uint8).reshape(H, W, 4)[..., :3].astype(np.float32)
@@ -220,8 +239,9 @@ def encode(frames: list[np.ndarray], path: Path, fps: int, crf: int) -> None:
             container.mux(packet)
 
 
-def make(out: Path, frames: int = 60, width: int = 320, height: int = 240, fps: int = 12, crf: int = 22,
-         seed: int = 7) -> dict:
+def make(
+    out: Path, frames: int = 60, width: int = 320, height: int = 240, fps: int = 12, crf: int = 22, seed: int = 7
+) -> dict:
     """Simulate, render, encode; write ``out`` and ``<stem>_gt.json`` beside it; return the ground truth."""
     import pybullet as p
 
@@ -246,8 +266,7 @@ def make(out: Path, frames: int = 60, width: int = 320, height: int = 240, fps: 
         "up": [0.0, 0.0, 1.0],
         "camera_convention": "viewmat is world-to-camera, OpenCV axes (x right, y down, z forward)",
         "cameras": [
-            {"name": f"frame_{i:04d}", "width": width, "height": height, "K": K,
-             "viewmat": np.linalg.inv(c2w).tolist()}
+            {"name": f"frame_{i:04d}", "width": width, "height": height, "K": K, "viewmat": np.linalg.inv(c2w).tolist()}
             for i, c2w in enumerate(c2ws)
         ],
         "objects": objects,

@@ -22,10 +22,26 @@ def sample_video() -> Path:
     return path
 
 
-def _run(input_path: Path, out: Path, preset: str | None, resume: bool, seed: int, steps: int | None,
-         max_frames: int | None, max_size: int | None, camera_height: float | None, scale: float | None,
-         sh_degree: int | None, no_overlays: bool, no_appearance: bool, images: Path | None, keep_work: bool,
-         device: str | None, backend: str | None, quiet: bool) -> None:
+def _run(
+    input_path: Path,
+    out: Path,
+    preset: str | None,
+    resume: bool,
+    seed: int,
+    steps: int | None,
+    max_frames: int | None,
+    max_size: int | None,
+    camera_height: float | None,
+    scale: float | None,
+    sh_degree: int | None,
+    no_overlays: bool,
+    no_appearance: bool,
+    images: Path | None,
+    keep_work: bool,
+    device: str | None,
+    backend: str | None,
+    quiet: bool,
+) -> None:
     import os
 
     # OpenMP threads that spin while waiting steal the CPU from the next operation when the cores are
@@ -34,7 +50,14 @@ def _run(input_path: Path, out: Path, preset: str | None, resume: bool, seed: in
     from dataclasses import replace
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from hybrid.lift.pipeline import lift, preset_options
     from hybrid.lift.train import Interrupted
@@ -100,7 +123,9 @@ def _summary(r: dict, scene_dir: Path, quiet: bool) -> None:
     t.add_row("cameras", f"{r['cameras']['source']}, focal {r['cameras']['focal_px']:.1f} px")
     if r.get("alignment"):
         a = r["alignment"]
-        t.add_row("up / scale", f"+Z from {a['up_source']}, {a['scale_source']} -> camera height {a['camera_height_m']:.2f} m")
+        t.add_row(
+            "up / scale", f"+Z from {a['up_source']}, {a['scale_source']} -> camera height {a['camera_height_m']:.2f} m"
+        )
     times = ", ".join(f"{k} {v:.0f}s" for k, v in r["timings_s"].items())
     t.add_row("time", times)
     t.add_row("device", f"{r['device']}, peak memory {r['peak_memory_mb']:.0f} MB")
@@ -114,9 +139,10 @@ def register(app: typer.Typer) -> None:
     @app.command("lift")
     def lift_cmd(
         input_path: Path = typer.Argument(
-            ..., metavar="INPUT",
+            ...,
+            metavar="INPUT",
             help="A video (mp4/webm/mov/avi), a folder of images, a transforms.json (or a folder holding one), "
-                 "or a COLMAP model folder.",
+            "or a COLMAP model folder.",
         ),  # fmt: skip
         out: Path = typer.Option(..., "--out", "-o", metavar="SCENE_DIR", help="Scene folder to write."),
         preset: str | None = typer.Option(
@@ -128,18 +154,23 @@ def register(app: typer.Typer) -> None:
         max_frames: int | None = typer.Option(None, "--max-frames", help="Most frames kept from a video."),
         max_size: int | None = typer.Option(None, "--max-size", help="Longest image side in pixels."),
         camera_height: float | None = typer.Option(
-            None, "--camera-height",
+            None,
+            "--camera-height",
             help="Median camera height above the ground in metres, for the metric scale of a video "
-                 "(default prior: 1.6 m). Known cameras keep their own units.",
+            "(default prior: 1.6 m). Known cameras keep their own units.",
         ),  # fmt: skip
-        scale: float | None = typer.Option(None, "--scale", help="Metres per reconstruction unit (instead of --camera-height)."),
+        scale: float | None = typer.Option(
+            None, "--scale", help="Metres per reconstruction unit (instead of --camera-height)."
+        ),
         sh_degree: int | None = typer.Option(None, "--sh-degree", help="Highest SH degree (0-3)."),
         no_overlays: bool = typer.Option(False, "--no-overlays", help="Do not detect and mask static overlays."),
         no_appearance: bool = typer.Option(
             False, "--no-appearance", help="No per-frame colour correction (for footage without exposure flicker)."
         ),
         images: Path | None = typer.Option(None, "--images", help="Image folder of a COLMAP model input."),
-        keep_work: bool = typer.Option(False, "--keep-work", help="Keep SCENE_DIR.lift-work (frames, SfM, checkpoint)."),
+        keep_work: bool = typer.Option(
+            False, "--keep-work", help="Keep SCENE_DIR.lift-work (frames, SfM, checkpoint)."
+        ),
         device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         backend: str | None = typer.Option(None, "--backend", help="Rasterizer backend: cpu, gsplat or reference."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),

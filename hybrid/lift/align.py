@@ -61,7 +61,9 @@ class Alignment:
                 "camera_height_m": round(self.camera_height, 4), "matrix": self.matrix.tolist()}  # fmt: skip
 
 
-def fit_plane(points: np.ndarray, threshold: float, iters: int, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+def fit_plane(
+    points: np.ndarray, threshold: float, iters: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float, np.ndarray]:
     """RANSAC plane ``n . x = d`` refined on its inliers: ``(n [3], d, inlier mask [P])``."""
     P = len(points)
     best = np.zeros(P, bool)
@@ -143,7 +145,9 @@ def estimate_alignment(points: np.ndarray, cameras: list[Camera], opts: AlignOpt
         target = opts.camera_height if opts.camera_height is not None else DEFAULT_CAMERA_HEIGHT
         scale_source = "camera height" if opts.camera_height is not None else "prior camera height"
         if median_h <= 0:
-            raise ShapeError("the cameras are not above the ground plane found; give --scale instead of a camera height")
+            raise ShapeError(
+                "the cameras are not above the ground plane found; give --scale instead of a camera height"
+            )
         s = target / median_h
     rotated = points @ R.T
     centre_xy = np.median(rotated[:, :2], axis=0)

@@ -47,8 +47,12 @@ class OverlayResult:
         return bool(self.mask.any())
 
     def to_dict(self) -> dict:
-        return {"found": self.found, "fraction": round(self.fraction, 5), "boxes": [list(b) for b in self.boxes],
-                "note": self.note}
+        return {
+            "found": self.found,
+            "fraction": round(self.fraction, 5),
+            "boxes": [list(b) for b in self.boxes],
+            "note": self.note,
+        }
 
 
 def _grey(frames: np.ndarray) -> np.ndarray:  # [T, H, W, 3] uint8 -> [T, H, W] float32

@@ -20,18 +20,26 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from hybrid.lift.align import AlignOptions, Alignment, apply_similarity, estimate_alignment
-from hybrid.lift.decode import IMAGE_EXTS, VIDEO_EXTS, FrameSet, SelectOptions, decode_video, load_image, read_image_folder
-from hybrid.lift.errors import LiftError
-from hybrid.lift.overlays import OverlayResult, detect_static_overlay
+from hybrid.lift.align import AlignOptions, apply_similarity, estimate_alignment
+from hybrid.lift.decode import (
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    FrameSet,
+    SelectOptions,
+    decode_video,
+    load_image,
+    read_image_folder,
+)
+from hybrid.lift.errors import LiftError, ReconstructionError
+from hybrid.lift.overlays import detect_static_overlay
 from hybrid.lift.sfm import SfmOptions, run_sfm, triangulate_known
-from hybrid.lift.train import Interrupted, Trainer, TrainData, TrainOptions, init_from_points, split_heldout
+from hybrid.lift.train import Interrupted, TrainData, Trainer, TrainOptions, init_from_points, split_heldout
 from scenes.errors import FormatError
 from scenes.scene import Camera
 
@@ -40,7 +48,7 @@ __all__ = ["LiftOptions", "LiftReport", "PRESETS", "preset_options", "lift", "de
 log = logging.getLogger(__name__)
 
 PRESETS = ("fast", "quality")
-MIN_INIT_POINTS = 10_000  # known cameras with fewer triangulated points get this many random ones as well
+MIN_INIT_POINTS = 10_000  # known cameras with alpha masks and fewer triangulated points get this many carved ones
 WORK_VERSION = 1
 
 
@@ -94,7 +102,7 @@ def preset_options(preset: str | None = None, device: str | None = None, **train
             preset=preset,
             select=SelectOptions(max_frames=90, max_size=640),
             sfm=SfmOptions(max_features=4096, overlap=8),
-            train=TrainOptions(steps=1200, sh_degree=1, sh_interval=400, device=device),
+            train=TrainOptions(steps=900, sh_degree=1, sh_interval=300, device=device),
         )
     else:
         opts = LiftOptions(
@@ -142,7 +150,7 @@ def _colmap_root(path: Path) -> Path:
 
 
 def _load_known(kind: str, path: Path, opts: LiftOptions, notes: list[str]):
-    """Frames and cameras of a known-camera input: ``(FrameSet, cameras, points or None, background)``."""
+    """A known-camera input: ``(FrameSet, cameras, points or None, background or None, alpha masks or None)``."""
     from scenes.cameras import read_colmap_model, read_transforms_json
 
     background = None
@@ -160,7 +168,9 @@ def _load_known(kind: str, path: Path, opts: LiftOptions, notes: list[str]):
         pairs = [(c, p) for c, p in zip(cams, paths) if p is not None and p.is_file()]
         missing = len(cams) - len(pairs)
         if not pairs:
-            raise FormatError(f"{json_path}: none of the {len(cams)} image files it lists exist (paths are relative to it)")
+            raise FormatError(
+                f"{json_path}: none of the {len(cams)} image files it lists exist (paths are relative to it)"
+            )
         if missing:
             notes.append(f"{missing} of the {len(cams)} frames in {json_path.name} have no image file; skipped")
         cams = [c for c, _ in pairs]
@@ -186,8 +196,8 @@ def _load_known(kind: str, path: Path, opts: LiftOptions, notes: list[str]):
         background = (1.0, 1.0, 1.0)
         notes.append("images have an alpha channel: composited on white, trained with a white background")
     images = [load_image(p, background=background) for p in paths]
-    scaled_cams, scaled_imgs = [], []
-    for cam, img in zip(cams, images):
+    scaled_cams, scaled_imgs, alphas = [], [], []
+    for cam, img, p in zip(cams, images, paths):
         h, w = img.shape[:2]
         if (w, h) != (cam.width, cam.height):
             raise FormatError(f"{cam.name}: the image is {w}x{h} but its camera says {cam.width}x{cam.height}")
@@ -202,6 +212,12 @@ def _load_known(kind: str, path: Path, opts: LiftOptions, notes: list[str]):
             K[0] *= nw / w  # pixel-edge convention: the principal point scales with the image
             K[1] *= nh / h
             cam = Camera(K, cam.viewmat, nw, nh, cam.name)
+        if with_alpha:
+            from PIL import Image
+
+            with Image.open(p) as im:
+                a = im.convert("RGBA").getchannel("A").resize((cam.width, cam.height), Image.BILINEAR)
+            alphas.append(np.asarray(a) > 127)
         scaled_cams.append(cam)
         scaled_imgs.append(img)
     sizes = {im.shape for im in scaled_imgs}
@@ -214,7 +230,7 @@ def _load_known(kind: str, path: Path, opts: LiftOptions, notes: list[str]):
     fs = FrameSet(np.stack(scaled_imgs), tuple(names), np.arange(len(names)), str(source),
                   scale=scaled_imgs[0].shape[1] / images[0].shape[1],
                   counts={"decoded": len(names), "kept": len(names)})  # fmt: skip
-    return fs, scaled_cams, points, background
+    return fs, scaled_cams, points, background, (np.stack(alphas) if alphas else None)
 
 
 def _first_image(json_path: Path) -> Path | None:
@@ -253,29 +269,33 @@ def _fingerprint(path: Path, opts: LiftOptions) -> str:
     return hashlib.sha256(json.dumps(stages, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _save_stage(work: Path, fs: FrameSet, cams: list[Camera], points: np.ndarray, colors: np.ndarray,
-                mask: np.ndarray | None, meta: dict) -> None:
+def _save_stage(work: Path, prep: _Prepared, fingerprint: str, kind: str) -> None:
     from PIL import Image
     from safetensors.numpy import save_file
 
+    fs = prep.frames
     img_dir = work / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     for img, name in zip(fs.images, fs.names):
         if not (img_dir / name).exists():
             Image.fromarray(img).save(img_dir / name, compress_level=1)
-    arrays = {"points": np.ascontiguousarray(points, np.float64), "colors": np.ascontiguousarray(colors, np.float64),
+    arrays = {"points": np.ascontiguousarray(prep.points), "colors": np.ascontiguousarray(prep.colors),
               "source_indices": np.ascontiguousarray(fs.source_indices, np.int64)}  # fmt: skip
-    if mask is not None:
-        arrays["mask"] = np.ascontiguousarray(mask, np.uint8)
+    if prep.mask is not None:
+        arrays["mask"] = np.ascontiguousarray(prep.mask, np.uint8)
     save_file(arrays, str(work / "stage.safetensors"))
-    meta = {**meta, "names": list(fs.names), "cameras": [c.to_dict() for c in cams], "source": fs.source,
-            "fps": fs.fps, "rotation": fs.rotation, "scale": fs.scale, "counts": fs.counts, "notes": list(fs.notes)}
+    meta = {"fingerprint": fingerprint, "kind": kind, "camera_source": prep.camera_source,
+            "background": list(prep.background), "overlay": prep.overlay, "alignment": prep.alignment,
+            "sfm": prep.sfm_stats, "timings": prep.timings, "notes": list(prep.notes),
+            "names": list(fs.names), "cameras": [c.to_dict() for c in prep.cameras], "source": fs.source,
+            "fps": fs.fps, "rotation": fs.rotation, "scale": fs.scale, "counts": fs.counts,
+            "frame_notes": list(fs.notes)}  # fmt: skip
     tmp = work / "stage.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1, default=_jsonable))
-    tmp.replace(work / "stage.json")
+    tmp.replace(work / "stage.json")  # written last: its presence means the stage is complete
 
 
-def _load_stage(work: Path):
+def _load_stage(work: Path) -> _Prepared:
     from PIL import Image
     from safetensors.numpy import load_file
 
@@ -283,10 +303,12 @@ def _load_stage(work: Path):
     arrays = load_file(str(work / "stage.safetensors"))
     images = np.stack([np.asarray(Image.open(work / "images" / n).convert("RGB")) for n in meta["names"]])
     fs = FrameSet(images, tuple(meta["names"]), arrays["source_indices"], meta["source"], meta["fps"],
-                  meta["rotation"], meta["scale"], meta["counts"], tuple(meta["notes"]))  # fmt: skip
-    cams = [Camera.from_dict(c) for c in meta["cameras"]]
-    mask = arrays["mask"].astype(bool) if "mask" in arrays else None
-    return fs, cams, arrays["points"], arrays["colors"], mask, meta
+                  meta["rotation"], meta["scale"], meta["counts"], tuple(meta["frame_notes"]))  # fmt: skip
+    return _Prepared(
+        fs, [Camera.from_dict(c) for c in meta["cameras"]], arrays["points"], arrays["colors"],
+        arrays["mask"].astype(bool) if "mask" in arrays else None, meta["camera_source"], tuple(meta["background"]),
+        meta["overlay"], meta["alignment"], meta["sfm"], meta["timings"], tuple(meta["notes"]),
+    )  # fmt: skip
 
 
 def _jsonable(v):
@@ -313,11 +335,20 @@ def _device_name(device: str) -> str:
         return f"cuda ({torch.cuda.get_device_name(0)})"
     import torch
 
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+    return (
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+    )
 
 
-def _random_points(cams: list[Camera], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points spread in a ball around where the cameras look (when nothing could be triangulated)."""
+def _random_points(
+    cams: list[Camera], n: int, seed: int, images: np.ndarray | None = None, alphas: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points spread in a ball around where the cameras look (when too few could be triangulated).
+
+    With alpha masks ([T, H, W] bool) the ball is carved to the visual hull: a point is kept
+    when it falls on the object in at least 90 % of the views that see it, and takes the mean
+    colour of those pixels.
+    """
     centres = np.array([c.position for c in cams])
     dirs = np.array([c.c2w[:3, 2] for c in cams])
     A = np.zeros((3, 3))
@@ -329,9 +360,135 @@ def _random_points(cams: list[Camera], n: int, seed: int) -> tuple[np.ndarray, n
     target = np.linalg.lstsq(A, b, rcond=None)[0]
     radius = 0.5 * float(np.median(np.linalg.norm(centres - target, axis=1)))
     rng = np.random.default_rng(seed)
-    v = rng.normal(size=(n, 3))
-    v *= (radius * rng.random(n) ** (1 / 3) / np.linalg.norm(v, axis=1))[:, None]
-    return target + v, rng.random((n, 3))
+    m = n if alphas is None else 20 * n
+    v = rng.normal(size=(m, 3))
+    v *= (radius * rng.random(m) ** (1 / 3) / np.linalg.norm(v, axis=1))[:, None]
+    pts = target + v
+    if alphas is None or images is None:
+        return pts, rng.random((m, 3))
+    hits = np.zeros(m)
+    seen = np.zeros(m)
+    colour = np.zeros((m, 3))
+    for cam, alpha, img in zip(cams, alphas, images):
+        Xc = pts @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
+        front = Xc[:, 2] > 1e-6
+        uv = (Xc @ cam.K.T)[:, :2] / np.where(front, Xc[:, 2], 1.0)[:, None]
+        u, w = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        inside = front & (u >= 0) & (u < cam.width) & (w >= 0) & (w < cam.height)
+        seen += inside
+        on = np.zeros(m, bool)
+        on[inside] = alpha[w[inside], u[inside]]
+        hits += on
+        colour[on] += img[w[on], u[on]] / 255.0
+    keep = (seen >= 3) & (hits >= 0.9 * seen)
+    pts, colour = pts[keep], colour[keep] / np.maximum(hits[keep], 1)[:, None]
+    if len(pts) > n:
+        pick = rng.choice(len(pts), n, replace=False)
+        pts, colour = pts[pick], colour[pick]
+    return pts, colour
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """What the stages before training produce (saved in the work folder for --resume)."""
+
+    frames: FrameSet
+    cameras: list  # [T] Camera, aligned (SfM) or as given (known cameras)
+    points: np.ndarray  # [P, 3] initial splat centres
+    colors: np.ndarray  # [P, 3] their colours in [0, 1]
+    mask: np.ndarray | None  # [H, W] overlay mask
+    camera_source: str  # "sfm", "transforms" or "colmap"
+    background: tuple  # training background colour
+    overlay: dict | None = None
+    alignment: dict | None = None
+    sfm_stats: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    notes: tuple = ()
+
+
+def _prepare(input_path: Path, kind: str, work: Path, opts: LiftOptions, fingerprint: str, emit) -> _Prepared:
+    """Frames, cameras and initial points; saved to ``work`` so that --resume can skip them."""
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    background = tuple(opts.train.background)
+    emit("decode", {})
+    t0 = time.perf_counter()
+    known_points = known_alphas = known_cams = None
+    if kind == "video":
+        fs = decode_video(input_path, opts.select)
+    elif kind == "images":
+        fs = read_image_folder(input_path, opts.select)
+    else:
+        fs, known_cams, known_points, bg, known_alphas = _load_known(kind, input_path, opts, notes)
+        background = bg or background
+    camera_source = "sfm" if known_cams is None else kind
+    notes.extend(fs.notes)
+    timings["decode"] = time.perf_counter() - t0
+
+    mask = None
+    overlay = None
+    if opts.overlays and camera_source == "sfm":
+        emit("overlays", {})
+        t0 = time.perf_counter()
+        found = detect_static_overlay(fs.images)
+        timings["overlays"] = time.perf_counter() - t0
+        overlay = found.to_dict()
+        if found.found:
+            mask = found.mask
+            notes.append(f"static overlay masked: {found.fraction:.1%} of the image, boxes {list(found.boxes)}")
+
+    emit("cameras", {})
+    t0 = time.perf_counter()
+    alignment = None
+    sfm_stats: dict = {}
+    if camera_source == "sfm":
+        try:
+            res = run_sfm(fs.images, list(fs.names), work / "sfm", replace(opts.sfm, seed=opts.train.seed), mask)
+        except ReconstructionError as exc:
+            if not fs.notes:
+                raise
+            raise ReconstructionError(f"{exc} (decoding: {'; '.join(fs.notes)})", registered=exc.registered,
+                                      total=exc.total, reason=exc.reason) from exc  # fmt: skip
+        sfm_stats = res.stats
+        keep = [i for i, c in enumerate(res.cameras) if c is not None]
+        if len(keep) < len(fs.names):
+            notes.append(f"{len(fs.names) - len(keep)} frame(s) did not register and are not used")
+        fs = _subset(fs, keep)
+        timings["cameras"] = time.perf_counter() - t0
+        emit("align", {})
+        t0 = time.perf_counter()
+        cams = [res.cameras[i] for i in keep]
+        found_alignment = estimate_alignment(res.points, cams, replace(opts.align, seed=opts.train.seed))
+        cams, points = apply_similarity(found_alignment, cams, res.points)
+        colors = res.colors
+        alignment = found_alignment.to_dict()
+        if found_alignment.up_source != "ground plane":
+            notes.append("no ground plane found: +Z is the cameras' average up vector")
+        if found_alignment.scale_source == "prior camera height":
+            notes.append(f"metric scale assumed from a camera height of {found_alignment.camera_height:.2f} m "
+                         "(give --camera-height or --scale for true metres)")  # fmt: skip
+        timings["align"] = time.perf_counter() - t0
+    else:
+        cams = known_cams
+        if known_points is not None:
+            points, colors = known_points
+        else:
+            points, colors = triangulate_known(fs.images, list(fs.names), cams, work / "sfm",
+                                               replace(opts.sfm, seed=opts.train.seed))  # fmt: skip
+            sfm_stats = {"triangulated_points": len(points)}
+        if len(points) < (MIN_INIT_POINTS if known_alphas is not None else 500):
+            carved = " (carved to the alpha masks' visual hull)" if known_alphas is not None else ""
+            notes.append(f"only {len(points)} points triangulated from the known cameras: "
+                         f"random points added around the cameras' focus{carved}")  # fmt: skip
+            extra_p, extra_c = _random_points(cams, MIN_INIT_POINTS, opts.train.seed, fs.images, known_alphas)
+            points = np.concatenate([np.asarray(points).reshape(-1, 3), extra_p])
+            colors = np.concatenate([np.asarray(colors).reshape(-1, 3), extra_c])
+        timings["cameras"] = time.perf_counter() - t0
+    prep = _Prepared(fs, list(cams), np.asarray(points, np.float64), np.asarray(colors, np.float64), mask,
+                     camera_source, tuple(background), overlay, alignment, sfm_stats, timings, tuple(notes))  # fmt: skip
+    _save_stage(work, prep, fingerprint, kind)
+    return prep
 
 
 def lift(
@@ -354,11 +511,12 @@ def lift(
     scene_dir = Path(scene_dir).absolute()
     emit = progress or (lambda stage, info: None)
     kind = detect_input(input_path)
+    if scene_dir.is_file() or (
+        scene_dir.is_dir() and any(scene_dir.iterdir()) and not (scene_dir / "scene.json").exists()
+    ):
+        raise LiftError(f"{scene_dir}: exists and is not a scene folder; choose a new or empty output folder")
     work = work_dir_for(scene_dir)
     fingerprint = _fingerprint(input_path, opts)
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    t_all = time.perf_counter()
     stage_ok = False
     if resume:
         if not (work / "stage.json").is_file():
@@ -373,111 +531,34 @@ def lift(
     elif work.exists():
         shutil.rmtree(work)
 
-    overlay: OverlayResult | None = None
-    alignment: Alignment | None = None
-    background = opts.train.background
-    sfm_stats: dict = {}
     if stage_ok:
         emit("resume", {})
-        fs, cams, points, colors, mask, meta = _load_stage(work)
-        timings.update(meta.get("timings", {}))
-        notes = list(meta.get("notes_all", []))
-        sfm_stats = meta.get("sfm", {})
-        background = tuple(meta.get("background", background))
-        overlay_dict = meta.get("overlay")
-        alignment_dict = meta.get("alignment")
-        camera_source = meta["camera_source"]
+        prep = _load_stage(work)
+        notes = list(prep.notes)
     else:
-        work.mkdir(parents=True, exist_ok=True)
-        emit("decode", {})
-        t0 = time.perf_counter()
-        known_points = None
-        if kind == "video":
-            fs = decode_video(input_path, opts.select)
-            camera_source = "sfm"
-        elif kind == "images":
-            fs = read_image_folder(input_path, opts.select)
-            camera_source = "sfm"
-        else:
-            fs, known_cams, known_points, bg = _load_known(kind, input_path, opts, notes)
-            camera_source = kind
-            if bg is not None:
-                background = bg
-        notes.extend(fs.notes)
-        timings["decode"] = time.perf_counter() - t0
-
-        mask = None
-        overlay_dict = None
-        if opts.overlays and camera_source == "sfm":
-            emit("overlays", {})
-            t0 = time.perf_counter()
-            overlay = detect_static_overlay(fs.images)
-            timings["overlays"] = time.perf_counter() - t0
-            overlay_dict = overlay.to_dict()
-            if overlay.found:
-                mask = overlay.mask
-                notes.append(f"static overlay masked: {overlay.fraction:.1%} of the image, boxes {list(overlay.boxes)}")
-
-        emit("cameras", {})
-        t0 = time.perf_counter()
-        alignment_dict = None
-        if camera_source == "sfm":
-            sfm_opts = replace(opts.sfm, seed=opts.train.seed)
-            res = run_sfm(fs.images, list(fs.names), work / "sfm", sfm_opts, mask)
-            sfm_stats = res.stats
-            keep = [i for i, c in enumerate(res.cameras) if c is not None]
-            if len(keep) < len(fs.names):
-                notes.append(f"{len(fs.names) - len(keep)} frame(s) did not register and are not used")
-            fs = _subset(fs, keep)
-            cams = [res.cameras[i] for i in keep]
-            timings["cameras"] = time.perf_counter() - t0
-            emit("align", {})
-            t0 = time.perf_counter()
-            alignment = estimate_alignment(res.points, cams, replace(opts.align, seed=opts.train.seed))
-            cams, points = apply_similarity(alignment, cams, res.points)
-            colors = res.colors
-            alignment_dict = alignment.to_dict()
-            if alignment.up_source != "ground plane":
-                notes.append("no ground plane found: +Z is the cameras' average up vector")
-            if alignment.scale_source == "prior camera height":
-                notes.append(f"metric scale assumed from a camera height of {alignment.camera_height:.2f} m "
-                             "(give --camera-height or --scale for true metres)")  # fmt: skip
-            timings["align"] = time.perf_counter() - t0
-        else:
-            cams = known_cams
-            if known_points is not None:
-                points, colors = known_points
-            else:
-                points, colors = triangulate_known(fs.images, list(fs.names), cams, work / "sfm",
-                                                   replace(opts.sfm, seed=opts.train.seed))  # fmt: skip
-                sfm_stats = {"triangulated_points": len(points)}
-            if len(points) < MIN_INIT_POINTS:
-                notes.append(f"only {len(points)} points triangulated from the known cameras: "
-                             f"{MIN_INIT_POINTS} random points added around the cameras' focus")  # fmt: skip
-                extra_p, extra_c = _random_points(cams, MIN_INIT_POINTS, opts.train.seed)
-                points = np.concatenate([np.asarray(points).reshape(-1, 3), extra_p])
-                colors = np.concatenate([np.asarray(colors).reshape(-1, 3), extra_c])
-            timings["cameras"] = time.perf_counter() - t0
-        meta = {"fingerprint": fingerprint, "kind": kind, "camera_source": camera_source, "sfm": sfm_stats,
-                "overlay": overlay_dict, "alignment": alignment_dict, "timings": timings, "notes_all": notes,
-                "background": list(background)}  # fmt: skip
-        _save_stage(work, fs, cams, points, colors, mask, meta)
+        try:
+            prep = _prepare(input_path, kind, work, opts, fingerprint, emit)
+        except BaseException:
+            if not opts.keep_work:  # nothing worth resuming yet
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        notes = list(prep.notes)
+    fs, cams, mask = prep.frames, prep.cameras, prep.mask
+    timings = dict(prep.timings)
 
     # ------------------------------------------------------------------ training
     train_idx, held_idx = split_heldout(len(cams), opts.holdout_every)
     data = TrainData(fs.images, tuple(cams), train_idx, held_idx, mask)
-    topts = replace(opts.train, background=tuple(background))
-    trainer = Trainer(data, init_from_points(points, colors, topts), topts)
+    topts = replace(opts.train, background=tuple(prep.background))
+    trainer = Trainer(data, init_from_points(prep.points, prep.colors, topts), topts)
     resumed_from = 0
     if resume and (work / "checkpoint.json").is_file():
         trainer.load_checkpoint(work)
         resumed_from = trainer.step
         notes.append(f"resumed training at step {resumed_from}")
     emit("train", {"step": trainer.step, "steps": topts.steps, "splats": len(trainer.params["means"])})
-    t0 = time.perf_counter()
-    stop = threading.Event()
-    result = _train_with_interrupt(trainer, work, stop, lambda info: emit("train", info))
-    timings["train"] = timings.get("train", 0.0) * (resumed_from > 0) + (time.perf_counter() - t0)
+    result = _train_with_interrupt(trainer, work, lambda info: emit("train", info))
+    timings["train"] = trainer.seconds  # across interruptions
 
     # ------------------------------------------------------------------ evaluate, save
     emit("evaluate", {})
@@ -489,9 +570,8 @@ def lift(
     emit("save", {})
     t0 = time.perf_counter()
     splats = result.splats
-    ground = Ground() if alignment is not None and alignment.up_source == "ground plane" else None
-    if ground is None and alignment_dict and alignment_dict.get("up_source") == "ground plane":
-        ground = Ground()
+    alignment = prep.alignment
+    ground = Ground() if alignment and alignment["up_source"] == "ground plane" else None  # the plane is z = 0
     report = {
         "input": str(input_path),
         "input_kind": kind,
@@ -507,18 +587,27 @@ def lift(
             "selection": fs.counts,
             "size": [int(fs.images.shape[2]), int(fs.images.shape[1])],
         },
-        "heldout": {"psnr": round(held["psnr"], 3), "ssim": round(held["ssim"], 4), "frames": held["frames"],
-                    "per_frame_psnr": held["per_frame_psnr"]},  # fmt: skip
+        "heldout": {
+            "psnr": round(held["psnr"], 3),
+            "ssim": round(held["ssim"], 4),
+            "frames": held["frames"],
+            "per_frame_psnr": held["per_frame_psnr"],
+        },  # fmt: skip
         "train_psnr": round(train_eval["psnr"], 3),
         "splats": len(splats),
         "sh_degree": splats.sh_degree,
         "steps": result.steps,
         "resumed_from_step": resumed_from,
-        "cameras": {"source": camera_source, "focal_px": round(float(cams[0].K[0, 0]), 3), **_sfm_summary(sfm_stats)},
-        "alignment": alignment_dict,
-        "overlay": overlay_dict,
-        "units": "metres" if (camera_source != "sfm" or (alignment_dict or {}).get("scale_source") != "prior camera height")
-        else "metres (from a prior camera height)",
+        "cameras": {
+            "source": prep.camera_source,
+            "focal_px": round(float(cams[0].K[0, 0]), 3),
+            **_sfm_summary(prep.sfm_stats),
+        },  # fmt: skip
+        "alignment": alignment,
+        "overlay": prep.overlay,
+        "units": "metres (from a prior camera height)"
+        if alignment and alignment["scale_source"] == "prior camera height"
+        else "metres",
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "peak_memory_mb": round(_peak_memory_mb(), 1),
         "history": result.history,
@@ -534,7 +623,7 @@ def lift(
     save_scene(scene, scene_dir)
     _side_by_side(trainer, fs, held_idx if len(held_idx) else train_idx[:1], scene_dir / "heldout_side_by_side.png")
     timings["save"] = time.perf_counter() - t0
-    timings["total"] = timings.get("decode", 0) + (time.perf_counter() - t_all) if resumed_from else time.perf_counter() - t_all
+    timings["total"] = sum(timings.values())  # stage times, also across a resume
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     report["peak_memory_mb"] = round(_peak_memory_mb(), 1)
     (scene_dir / "report.json").write_text(json.dumps(report, indent=1, default=_jsonable) + "\n")
@@ -557,8 +646,9 @@ def _subset(fs: FrameSet, keep: list[int]) -> FrameSet:
                     fs.rotation, fs.scale, fs.counts, fs.notes)  # fmt: skip
 
 
-def _train_with_interrupt(trainer: Trainer, work: Path, stop: threading.Event, progress):
+def _train_with_interrupt(trainer: Trainer, work: Path, progress):
     """Run the trainer; the first Ctrl-C stops after the current step and saves a checkpoint."""
+    stop = threading.Event()
     interrupted = {"n": 0}
     previous = None
 
@@ -586,7 +676,8 @@ def _train_with_interrupt(trainer: Trainer, work: Path, stop: threading.Event, p
         raise Interrupted(
             f"interrupted at step {trainer.step} of {trainer.o.steps}; checkpoint saved to {path}. "
             "Run the same command with --resume to continue.",
-            path=path, step=trainer.step,
+            path=path,
+            step=trainer.step,
         ) from None
     finally:
         if in_main and previous is not None:

@@ -98,8 +98,16 @@ def _device(pycolmap):
     return pycolmap.Device.cuda if pycolmap.has_cuda else pycolmap.Device.cpu
 
 
-def _extract(pycolmap, db: Path, image_dir: Path, names: list[str], opts: SfmOptions, mask_path: Path | None,
-             camera_model: str, single: bool = True) -> None:
+def _extract(
+    pycolmap,
+    db: Path,
+    image_dir: Path,
+    names: list[str],
+    opts: SfmOptions,
+    mask_path: Path | None,
+    camera_model: str,
+    single: bool = True,
+) -> None:
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
     if mask_path is not None:
@@ -108,8 +116,13 @@ def _extract(pycolmap, db: Path, image_dir: Path, names: list[str], opts: SfmOpt
     extraction.num_threads = opts.num_threads
     extraction.sift.max_num_features = opts.max_features
     pycolmap.extract_features(
-        db, image_dir, names, camera_mode=pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE,
-        reader_options=reader, extraction_options=extraction, device=_device(pycolmap),
+        db,
+        image_dir,
+        names,
+        camera_mode=pycolmap.CameraMode.SINGLE if single else pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=_device(pycolmap),
     )
 
 
@@ -148,22 +161,33 @@ def _match(pycolmap, db: Path, work: Path, images: np.ndarray, names: list[str],
     matching.num_threads = opts.num_threads
     verification = pycolmap.TwoViewGeometryOptions()
     if len(names) <= opts.exhaustive_below:
-        pycolmap.match_exhaustive(db, matching_options=matching, verification_options=verification,
-                                  device=_device(pycolmap))
+        pycolmap.match_exhaustive(
+            db, matching_options=matching, verification_options=verification, device=_device(pycolmap)
+        )
         return "exhaustive"
     pairing = pycolmap.SequentialPairingOptions()
     pairing.overlap = opts.overlap
     pairing.quadratic_overlap = True
-    pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing,
-                              verification_options=verification, device=_device(pycolmap))
+    pycolmap.match_sequential(
+        db,
+        matching_options=matching,
+        pairing_options=pairing,
+        verification_options=verification,
+        device=_device(pycolmap),
+    )
     pairs = loop_pairs(images, names, opts.overlap, opts.loop_closure)
     if pairs:
         path = work / "loop_pairs.txt"
         path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
         imported = pycolmap.ImportedPairingOptions()
         imported.match_list_path = str(path)
-        pycolmap.match_image_pairs(db, matching_options=matching, pairing_options=imported,
-                                   verification_options=verification, device=_device(pycolmap))
+        pycolmap.match_image_pairs(
+            db,
+            matching_options=matching,
+            pairing_options=imported,
+            verification_options=verification,
+            device=_device(pycolmap),
+        )
     return f"sequential (overlap {opts.overlap}) + {len(pairs)} loop-closure pairs"
 
 
@@ -258,7 +282,9 @@ def _run_sfm(images, names, work, opts, mask) -> SfmResult:
     if T < 3:
         raise ReconstructionError(
             f"only {T} frame(s) to reconstruct from; structure from motion needs at least 3 views of the scene "
-            "(give a longer video, or a transforms.json with known cameras)", registered=0, total=T,
+            "(give a longer video, or a transforms.json with known cameras)",
+            registered=0,
+            total=T,
             reason="too few frames",
         )
     work = Path(work)
@@ -318,7 +344,9 @@ def _run_sfm(images, names, work, opts, mask) -> SfmResult:
             f"only {n_reg} of {T} frames registered ({why}); unregistered: {_short(missing)}. "
             "Give a video whose camera moves steadily around a textured, static scene, more frames "
             "(--max-frames), or known cameras (a transforms.json or a COLMAP model).",
-            registered=n_reg, total=T, reason=why,
+            registered=n_reg,
+            total=T,
+            reason=why,
         )
     centres = np.array([c.position for c in cameras if c is not None])
     depth = np.median(np.linalg.norm(xyz - np.median(centres, 0), axis=1)) if len(xyz) else 0.0
@@ -329,7 +357,9 @@ def _run_sfm(images, names, work, opts, mask) -> SfmResult:
             f"{n_reg} of {T} frames registered but the camera centres span only {spread / depth:.1%} of the "
             "scene depth: the camera barely moves (no parallax; a pure rotation or a static shot). "
             "Give a video whose camera moves around the scene, or known cameras.",
-            registered=n_reg, total=T, reason="no parallax",
+            registered=n_reg,
+            total=T,
+            reason="no parallax",
         )
     keep = err < 4.0
     return SfmResult(cameras, xyz[keep], rgb[keep], stats)
@@ -341,7 +371,9 @@ def _raise_static(T: int, share: float) -> None:
         "matches between frames far apart stay at the same pixels. Lifting needs a camera that moves around "
         "the scene (an orbit or a walk past it); give such a video, or images with known cameras "
         "(a transforms.json or a COLMAP model).",
-        registered=0, total=T, reason="no parallax",
+        registered=0,
+        total=T,
+        reason="no parallax",
     )
 
 
@@ -400,7 +432,9 @@ def _raise_unmatched(T: int, db: Path, mapped: bool = False) -> None:
     raise ReconstructionError(
         f"0 of {T} frames registered ({why}). Give a video whose camera moves around a textured static scene, "
         "or known cameras (a transforms.json or a COLMAP model).",
-        registered=0, total=T, reason=why,
+        registered=0,
+        total=T,
+        reason=why,
     )
 
 

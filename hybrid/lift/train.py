@@ -21,9 +21,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -407,7 +407,10 @@ def _append(params, optimizers, new: dict[str, Tensor]) -> None:
     for k in PARAM_NAMES:
         extra = new[k]
         _replace(
-            params, optimizers, k, torch.cat([params[k].data, extra]),
+            params,
+            optimizers,
+            k,
+            torch.cat([params[k].data, extra]),
             lambda s, extra=extra: torch.cat([s, torch.zeros_like(extra)]),
         )
 
@@ -475,8 +478,18 @@ class Trainer:
         bg = torch.tensor([self.o.background], dtype=torch.float32, device=self.device)
         degree = self.o.sh_degree if sh_degree is None else sh_degree
         return rasterize(
-            p["means"], F.normalize(p["quats"], dim=-1), torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-            sh, V, K, W, H, sh_degree=degree, backgrounds=bg, backend=self.o.backend,
+            p["means"],
+            F.normalize(p["quats"], dim=-1),
+            torch.exp(p["scales"]),
+            torch.sigmoid(p["opacities"]),
+            sh,
+            V,
+            K,
+            W,
+            H,
+            sh_degree=degree,
+            backgrounds=bg,
+            backend=self.o.backend,
         )
 
     def _target(self, idx: int, factor: int) -> tuple[Tensor, Tensor | None]:
@@ -602,9 +615,15 @@ class Trainer:
             if isinstance(v, Tensor):
                 tensors[f"strategy.{k}"] = v.detach().cpu().contiguous()
         tensors["rng"] = self.generator.get_state()
-        meta = {"step": self.step, "seconds": self.seconds, "history": self.history, "order": self._order,
-                "options": asdict(self.o), "num_splats": len(self.params["means"]),
-                "strategy_scalars": {k: v for k, v in self.strategy_state.items() if not isinstance(v, Tensor)}}
+        meta = {
+            "step": self.step,
+            "seconds": self.seconds,
+            "history": self.history,
+            "order": self._order,
+            "options": asdict(self.o),
+            "num_splats": len(self.params["means"]),
+            "strategy_scalars": {k: v for k, v in self.strategy_state.items() if not isinstance(v, Tensor)},
+        }
         tmp = folder / "checkpoint.safetensors.tmp"
         save_file(tensors, str(tmp))
         tmp.replace(folder / "checkpoint.safetensors")
@@ -634,7 +653,9 @@ class Trainer:
             self.color_opt.state[self.color] = {"step": t["adam.color.step"][0].clone(),
                                                 "exp_avg": t["adam.color.exp_avg"].to(self.device),
                                                 "exp_avg_sq": t["adam.color.exp_avg_sq"].to(self.device)}  # fmt: skip
-        self.strategy_state = {k[len("strategy."):]: v.to(self.device) for k, v in t.items() if k.startswith("strategy.")}
+        self.strategy_state = {
+            k[len("strategy.") :]: v.to(self.device) for k, v in t.items() if k.startswith("strategy.")
+        }
         self.strategy_state.update(meta.get("strategy_scalars", {}))
         self.generator.set_state(t["rng"])
         self.step = int(meta["step"])

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from hybrid.lift.train import (
     CpuStrategy,
-    Trainer,
     TrainData,
+    Trainer,
     TrainOptions,
     init_from_points,
     psnr,
@@ -99,7 +99,8 @@ def test_densification_clones_splits_and_prunes():
         st = opt.state[params[k]]
         assert st["exp_avg"].shape == params[k].shape  # moments resized with the splats
     big = torch.exp(params["scales"]).max(-1).values
-    assert int((big > 0.05).sum()) == 0 and int(torch.isclose(big, torch.tensor(0.1 / 1.6)).sum()) == 2
+    assert int((big > 0.08).sum()) == 0  # the large splat is gone, replaced by two at 1/1.6 of its size
+    assert int(torch.isclose(big, torch.tensor(0.1 / 1.6), rtol=1e-2).sum()) == 2
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,9 @@ def tiny_data():
     gt = json.loads((ROOT / "assets" / "sample_gt.json").read_text())
     cams = tuple(Camera.from_dict(gt["cameras"][int(i)]).scaled(0.25) for i in fs.source_indices)
     rng = np.random.default_rng(0)
-    pts = np.concatenate([rng.uniform(-2.5, 2.5, (1500, 3)) * [1, 1, 0], rng.uniform(-0.6, 0.6, (500, 3)) + [0, 0, 0.6]])
+    pts = np.concatenate(
+        [rng.uniform(-2.5, 2.5, (1500, 3)) * [1, 1, 0], rng.uniform(-0.6, 0.6, (500, 3)) + [0, 0, 0.6]]
+    )
     cols = rng.random((2000, 3))
     train, held = split_heldout(len(cams))
     return TrainData(fs.images, cams, train, held), pts, cols
@@ -122,22 +125,35 @@ def _trainer(data, pts, cols, **kw) -> Trainer:
     return Trainer(data, init_from_points(pts, cols, opts), opts)
 
 
+class _Stop(Exception):
+    pass
+
+
+def _same(x, y) -> None:
+    for name in ("means", "log_scales", "quats", "opacity_logits", "sh"):
+        np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=name)
+
+
 def test_training_is_deterministic_and_resumes_exactly(tiny_data, tmp_path):
     data, pts, cols = tiny_data
-    a = _trainer(data, pts, cols, seed=3)
-    ra = a.run()
+    ra = _trainer(data, pts, cols, seed=3).run()
     assert ra.history and len(ra.splats) != 2000  # densification ran
+    _same(ra.splats, _trainer(data, pts, cols, seed=3).run().splats)
+
+    def stop_at_13(info):  # what Ctrl-C does in `hybrid lift`: stop after a step, save, resume later
+        if info["step"] == 13:
+            raise _Stop
+
     b = _trainer(data, pts, cols, seed=3)
-    b.o = TrainOptions(**{**b.o.__dict__, "steps": 13})
-    b.run()
+    with pytest.raises(_Stop):
+        b.run(stop_at_13)
     b.save_checkpoint(tmp_path)
     c = _trainer(data, pts, cols, seed=3)
     c.load_checkpoint(tmp_path)
     assert c.step == 13
     rc = c.run()
     assert rc.steps == 24
-    for name in ("means", "log_scales", "quats", "opacity_logits", "sh"):
-        np.testing.assert_array_equal(getattr(ra.splats, name), getattr(rc.splats, name), err_msg=name)
+    _same(ra.splats, rc.splats)
     d = _trainer(data, pts, cols, seed=4).run()
     assert len(d.splats) != len(ra.splats) or not np.array_equal(d.splats.means, ra.splats.means)
 

@@ -122,7 +122,7 @@ def render(scene: dict, backend: str, grad: bool = False, **kw):
         loss = 0.0
         for out in (res.colors, res.alphas, res.depths):
             if out is not None:
-                loss = loss + (out * torch.rand(out.shape, generator=g, dtype=out.dtype)).sum()
+                loss = loss + (out * torch.rand(out.shape, generator=g, dtype=out.dtype).to(out.device)).sum()
         loss.backward()
         grads = {k: v.grad for k, v in leaves.items()}
         grads["means2d"] = res.means2d.grad
