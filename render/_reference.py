@@ -21,6 +21,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from render._common import (
     ALPHA_MAX,
@@ -218,10 +219,12 @@ def tile_bins(
 def _composite_one(means2d, conics, opac, feats, depths, radii, width, height, limit):
     n_tx, n_ty = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     table, counts = tile_bins(means2d, depths, radii, n_tx, n_ty)
-    dev, dt, nf = means2d.device, means2d.dtype, feats.shape[-1]
+    dev, nf = means2d.device, feats.shape[-1]
     pix = torch.arange(TILE_SIZE * TILE_SIZE, device=dev)
     order = torch.argsort(counts, descending=True, stable=True)
     busy = order[counts[order] > 0]
+    # with gradients, recompute each batch in backward instead of keeping every batch's graph alive
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (means2d, conics, opac, feats))
     tiles_out, feat_out, trans_out, id_out = [], [], [], []
     start = 0
     while start < busy.numel():
@@ -231,28 +234,13 @@ def _composite_one(means2d, conics, opac, feats, depths, radii, width, height, l
         start += b
         px = ((tiles % n_tx) * TILE_SIZE)[:, None] + pix % TILE_SIZE  # [B, P] pixel column
         py = ((tiles // n_tx) * TILE_SIZE)[:, None] + pix // TILE_SIZE
-        inside = (px < width) & (py < height)
         ids = table[tiles, :m]  # [B, M]
-        g = ids.clamp_min(0)
-        dx = means2d[g, 0][:, None, :] - (px.to(dt) + 0.5)[:, :, None]  # [B, P, M]
-        dy = means2d[g, 1][:, None, :] - (py.to(dt) + 0.5)[:, :, None]
-        con = conics[g]
-        sigma = 0.5 * (con[..., 0][:, None] * dx * dx + con[..., 2][:, None] * dy * dy) + con[..., 1][:, None] * dx * dy
-        alpha = torch.clamp_max(opac[g][:, None, :] * torch.exp(-sigma), ALPHA_MAX)
-        ok = (ids >= 0)[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN) & inside[:, :, None]
-        if limit is not None:
-            lim = limit[py.clamp_max(height - 1), px.clamp_max(width - 1)]  # [B, P]
-            ok &= depths[g][:, None, :] < lim[:, :, None]
-        alpha = torch.where(ok, alpha, 0.0)
-        t_incl = torch.cumprod(1.0 - alpha, -1)
-        stop = torch.cumsum((ok & (t_incl <= T_MIN)).to(torch.int32), -1) > 0
-        keep = ok & ~stop
-        t_excl = torch.cat([torch.ones_like(t_incl[..., :1]), t_incl[..., :-1]], -1)
-        w = torch.where(keep, alpha * t_excl, 0.0)  # [B, P, M]
-        feat_out.append(torch.einsum("bpm,bmf->bpf", w, feats[g]))
-        trans_out.append(torch.cumprod(torch.where(keep, 1.0 - alpha, 1.0), -1)[..., -1:])
-        best, arg = w.detach().max(-1)
-        id_out.append(torch.where(best > 0, torch.gather(ids, 1, arg), -1))
+        lim = None if limit is None else limit[py.clamp_max(height - 1), px.clamp_max(width - 1)]  # [B, P]
+        args = (means2d, conics, opac, feats, depths, ids, px, py, lim, width, height)
+        f, t, i = checkpoint(_batch, *args, use_reentrant=False) if grad else _batch(*args)
+        feat_out.append(f)
+        trans_out.append(t)
+        id_out.append(i)
         tiles_out.append(tiles)
     n_tiles = n_tx * n_ty
     p = TILE_SIZE * TILE_SIZE
@@ -270,3 +258,30 @@ def _composite_one(means2d, conics, opac, feats, depths, radii, width, height, l
         return t.reshape(n_ty * TILE_SIZE, n_tx * TILE_SIZE, *t.shape[4:])[:height, :width]
 
     return untile(img), untile(trans), untile(idmap)
+
+
+def _batch(means2d, conics, opac, feats, depths, ids, px, py, lim, width, height):
+    """Every pixel [B, P] of B tiles against the M splats [B, M] of its tile (padded with -1), front to back."""
+    dt = means2d.dtype
+    g = ids.clamp_min(0)
+    dx = means2d[g, 0][:, None, :] - (px.to(dt) + 0.5)[:, :, None]  # [B, P, M]
+    dy = means2d[g, 1][:, None, :] - (py.to(dt) + 0.5)[:, :, None]
+    con = conics[g]
+    sigma = 0.5 * (con[..., 0][:, None] * dx * dx + con[..., 2][:, None] * dy * dy) + con[..., 1][:, None] * dx * dy
+    alpha = torch.clamp_max(opac[g][:, None, :] * torch.exp(-sigma), ALPHA_MAX)
+    inside = (px < width) & (py < height)
+    ok = (ids >= 0)[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN) & inside[:, :, None]
+    if lim is not None:
+        ok &= depths[g][:, None, :] < lim[:, :, None]
+    alpha = torch.where(ok, alpha, 0.0)
+    t_incl = torch.cumprod(1.0 - alpha, -1)
+    stop = torch.cumsum((ok & (t_incl <= T_MIN)).to(torch.int32), -1) > 0  # the pixel stops (exclusive)
+    keep = ok & ~stop
+    t_excl = torch.cat([torch.ones_like(t_incl[..., :1]), t_incl[..., :-1]], -1)
+    w = torch.where(keep, alpha * t_excl, 0.0)  # [B, P, M] alpha * T
+    best, arg = w.detach().max(-1)  # first maximum: the front-most on ties
+    return (
+        torch.einsum("bpm,bmf->bpf", w, feats[g]),
+        torch.cumprod(torch.where(keep, 1.0 - alpha, 1.0), -1)[..., -1:],
+        torch.where(best > 0, torch.gather(ids, 1, arg), -1),
+    )

@@ -43,7 +43,6 @@ __all__ = [
     "ssim",
     "psnr",
     "photometric_loss",
-    "dense_points",
     "init_from_points",
     "split_heldout",
 ]
@@ -212,79 +211,6 @@ def init_from_points(
         "sh0": torch.from_numpy(sh0),
         "shN": torch.zeros(P, K - 1, 3),
     }
-
-
-def dense_points(
-    points: np.ndarray,  # [P, 3] sparse SfM points
-    images: np.ndarray,  # [T, H, W, 3] uint8
-    cameras: list[Camera],  # [T]
-    frames: np.ndarray,  # indices of the frames to sample (training frames only)
-    stride: int = 4,  # pixel step of the samples
-    cell: int = 8,  # pixel size of the depth cells the sparse points are binned in
-    max_points: int = 60_000,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """More initial points: back-project a pixel grid of some frames with depth interpolated from the sparse points.
-
-    Each frame gets a depth map from the nearest sparse point per ``cell`` (a coarse z-buffer),
-    filled by linear interpolation (nearest outside their hull). Samples from all frames are
-    merged on a voxel grid the size of a sample's footprint. Returns ``(points [M, 3], colours [M, 3])``
-    including the input points.
-    """
-    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
-
-    rng = np.random.default_rng(seed)
-    out_p, out_c = [], []
-    footprint = []
-    for i in frames:
-        cam = cameras[int(i)]
-        H, W = cam.height, cam.width
-        Xc = points @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
-        z = Xc[:, 2]
-        front = z > 1e-6
-        uv = (Xc[front] @ cam.K.T)[:, :2] / z[front, None]
-        zf = z[front]
-        inside = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-        uv, zf = uv[inside], zf[inside]
-        if len(zf) < 10:
-            continue
-        cx, cy = (uv[:, 0] // cell).astype(int), (uv[:, 1] // cell).astype(int)
-        key = cy * (W // cell + 1) + cx
-        order = np.lexsort((zf, key))  # nearest point first within each cell
-        first = np.ones(len(order), bool)
-        first[1:] = key[order][1:] != key[order][:-1]
-        sel = order[first]
-        uv_s, z_s = uv[sel], zf[sel]
-        if len(z_s) < 4:
-            continue
-        ys, xs = np.mgrid[stride // 2 : H : stride, stride // 2 : W : stride]
-        q = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1)
-        try:
-            depth = LinearNDInterpolator(uv_s, z_s)(q)
-        except Exception:  # noqa: BLE001 - degenerate (collinear) point sets: nearest only
-            depth = np.full(len(q), np.nan)
-        bad = ~np.isfinite(depth)
-        if bad.any():
-            depth[bad] = NearestNDInterpolator(uv_s, z_s)(q[bad])
-        rays = np.concatenate([q, np.ones((len(q), 1))], 1) @ np.linalg.inv(cam.K).T
-        Xcam = rays * depth[:, None]
-        c2w = cam.c2w
-        out_p.append(Xcam @ c2w[:3, :3].T + c2w[:3, 3])
-        block = images[int(i)].astype(np.float32) / 255.0
-        out_c.append(block[ys.ravel(), xs.ravel()])
-        footprint.append(depth * stride / cam.K[0, 0])
-    if not out_p:
-        return points, np.zeros((0, 3))
-    P = np.concatenate(out_p)
-    C = np.concatenate(out_c)
-    voxel = float(np.median(np.concatenate(footprint)))
-    keys = np.floor(P / voxel).astype(np.int64)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    P, C = P[first], C[first]
-    if len(P) > max_points:
-        pick = rng.choice(len(P), max_points, replace=False)
-        P, C = P[pick], C[pick]
-    return P, C
 
 
 def _scene_scale(cameras) -> float:
@@ -470,7 +396,7 @@ class Trainer:
 
     def render(self, idx: int, factor: int = 1, sh_degree: int | None = None):
         """Render frame ``idx`` (its camera) at 1/``factor`` resolution -> the rasterizer's result."""
-        from render.rasterize import rasterize
+        from render import rasterize
 
         p = self.params
         V, K, W, H = self._camera_tensors(idx, factor)

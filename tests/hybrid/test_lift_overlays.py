@@ -110,3 +110,39 @@ def test_overlay_is_excluded_from_the_loss():
     assert float(a.detach()) == pytest.approx(float(b.detach()), abs=1e-7)
     a.backward()
     assert pred.grad[11:14, 16:24].abs().max() == 0  # beyond the SSIM window (5 px) nothing pulls the splats
+
+
+@pytest.mark.slow
+def test_overlay_is_not_baked_into_the_scene(watermarked, tmp_path):
+    """End to end: the lifted scene renders the scene under the caption and the badge, not the overlay."""
+    from dataclasses import replace
+
+    from hybrid.lift.pipeline import lift, preset_options
+
+    path, truth = watermarked
+    opts = preset_options("fast", "cpu", steps=400)
+    opts = replace(opts, select=replace(opts.select, max_frames=40), align=replace(opts.align, camera_height=2.2),
+                   keep_work=True)  # fmt: skip
+    rep = lift(path, tmp_path / "scene", opts)
+    assert rep.data["overlay"]["found"]
+    from PIL import Image
+
+    from scenes import load_scene
+    from scenes.scene import Camera
+
+    scene = load_scene(tmp_path / "scene")
+    clean = decode_video(SAMPLE).images
+    frames = decode_video(path).images
+    import render
+
+    cam: Camera = scene.capture_cameras[0]  # a held-out frame (every 8th, starting at 0)
+    k = int(cam.name.split("_")[1].split(".")[0])
+    t = scene.splats.to_torch()
+    out = render.rasterize(t["means"], t["quats"], t["scales"], t["opacities"], t["sh"],
+                           torch.tensor(cam.viewmat, dtype=torch.float32)[None],
+                           torch.tensor(cam.K, dtype=torch.float32)[None], cam.width, cam.height)  # fmt: skip
+    img = (out.colors[0].clamp(0, 1).numpy() * 255).astype(np.float32)
+    Image.fromarray(img.astype(np.uint8)).save(tmp_path / "render.png")
+    err_clean = np.abs(img[truth] - clean[k][truth]).mean()
+    err_marked = np.abs(img[truth] - frames[k][truth]).mean()
+    assert err_clean < 0.6 * err_marked, (err_clean, err_marked)
