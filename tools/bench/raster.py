@@ -183,13 +183,16 @@ def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: 
             rss = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"    peak RSS of (c) forward+backward (fresh process, includes torch/numba): "
                   f"{rss['peak_rss_mib']:.0f} MiB")  # fmt: skip
-        if peer_repeats:
-            pf, _ = median_ms(lambda s=scene: run_once(s, "reference", False), peer_repeats, warmup=0)
-            msg = f"    peer (padded tiled PyTorch) forward {pf:.0f} ms -> cpu is {pf / fwd:.1f}x faster"
-            if peer_backward:
-                pb, _ = median_ms(lambda s=scene: run_once(s, "reference", True), peer_repeats, warmup=0)
-                msg += f"; forward+backward {pb:.0f} ms -> {pb / fb:.1f}x"
-            print(msg)
+        if peer_repeats:  # alternate peer and cpu runs so that both see the same machine load
+            for backward in (False, True) if peer_backward else (False,):
+                peer_t, cpu_t = [], []
+                for _ in range(peer_repeats):
+                    peer_t.append(median_ms(lambda s=scene, b=backward: run_once(s, "reference", b), 1, warmup=0)[0])
+                    cpu_t.append(median_ms(lambda s=scene, b=backward: run_once(s, "cpu", b), 3, warmup=0)[0])
+                p, q = statistics.median(peer_t), statistics.median(cpu_t)
+                what = "forward+backward" if backward else "forward"
+                print(f"    peer (padded tiled PyTorch, the reference backend) {what} {p:.0f} ms vs cpu {q:.1f} ms "
+                      f"in the same stretch -> cpu is {p / q:.1f}x faster")  # fmt: skip
 
 
 def bench_gpu(repeats: int, n: int = 1_000_000, width: int = 1920, height: int = 1080) -> None:
