@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scenes.errors import HybridError
 
-__all__ = ["LiftError", "ReconstructionError"]
+__all__ = ["LiftError", "ReconstructionError", "Interrupted"]
 
 
 class LiftError(HybridError, RuntimeError):
@@ -23,3 +23,12 @@ class ReconstructionError(LiftError):
         self.registered = registered
         self.total = total
         self.reason = reason
+
+
+class Interrupted(LiftError):
+    """Training was interrupted (Ctrl-C); a checkpoint was saved at ``path`` to resume from."""
+
+    def __init__(self, message: str, path=None, step: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.step = step

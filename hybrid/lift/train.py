@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hybrid.lift.errors import LiftError
+from hybrid.lift.errors import Interrupted, LiftError
 from scenes.scene import Camera
 from scenes.splats import Splats, num_sh_coeffs, rgb_to_sh0
 
@@ -107,15 +107,6 @@ class TrainResult:
     seconds: float
     history: list = field(default_factory=list)  # [(step, loss, psnr, num_splats)] every 50 steps
     color_correction: np.ndarray | None = None  # [Tt, 3, 4] learned per-frame affine (training frames)
-
-
-class Interrupted(LiftError):
-    """Training was interrupted (Ctrl-C); a checkpoint was saved at ``path`` to resume from."""
-
-    def __init__(self, message: str, path: Path, step: int) -> None:
-        super().__init__(message)
-        self.path = path
-        self.step = step
 
 
 def split_heldout(T: int, every: int = 8) -> tuple[np.ndarray, np.ndarray]:

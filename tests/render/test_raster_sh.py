@@ -16,8 +16,12 @@ BACKENDS = [b for b in ("cpu", "reference") if b in available_backends()]
 
 def _scipy_real_sh(degree: int, dirs: np.ndarray) -> np.ndarray:
     """Real SH from scipy's complex ones, Condon-Shortley phase kept, m = -l..l (the 3DGS basis)."""
-    from scipy.special import sph_harm_y
+    import scipy.special
 
+    if hasattr(scipy.special, "sph_harm_y"):  # SciPy >= 1.15
+        sph_harm_y = scipy.special.sph_harm_y
+    else:  # older SciPy: sph_harm(m, n, azimuth, polar)
+        sph_harm_y = lambda n, m, theta, phi: scipy.special.sph_harm(m, n, phi, theta)  # noqa: E731
     d = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
     theta = np.arccos(np.clip(d[:, 2], -1, 1))  # polar angle from +z
     phi = np.arctan2(d[:, 1], d[:, 0])  # azimuth from +x
