@@ -102,7 +102,7 @@ def preset_options(preset: str | None = None, device: str | None = None, **train
             preset=preset,
             select=SelectOptions(max_frames=90, max_size=640),
             sfm=SfmOptions(max_features=4096, overlap=8),
-            train=TrainOptions(steps=900, sh_degree=1, sh_interval=300, device=device),
+            train=TrainOptions(steps=800, sh_degree=1, sh_interval=300, device=device),
         )
     else:
         opts = LiftOptions(
@@ -446,10 +446,14 @@ def _prepare(input_path: Path, kind: str, work: Path, opts: LiftOptions, fingerp
         try:
             res = run_sfm(fs.images, list(fs.names), work / "sfm", replace(opts.sfm, seed=opts.train.seed), mask)
         except ReconstructionError as exc:
-            if not fs.notes:
+            extra = [f"decoding: {'; '.join(fs.notes)}"] if fs.notes else []
+            if fs.scale < 1 and exc.reason != "no parallax":
+                w, h = fs.size
+                extra.append(f"the frames were downscaled to {w}x{h}: a larger --max-size keeps more features")
+            if not extra:
                 raise
-            raise ReconstructionError(f"{exc} (decoding: {'; '.join(fs.notes)})", registered=exc.registered,
-                                      total=exc.total, reason=exc.reason) from exc  # fmt: skip
+            raise ReconstructionError(f"{exc} ({'; '.join(extra)})", registered=exc.registered, total=exc.total,
+                                      reason=exc.reason) from exc  # fmt: skip
         sfm_stats = res.stats
         keep = [i for i, c in enumerate(res.cameras) if c is not None]
         if len(keep) < len(fs.names):
