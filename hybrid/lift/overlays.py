@@ -27,7 +27,8 @@ class OverlayOptions:
     coherence: float = 0.75  # |mean gradient| / mean |gradient| above which an edge is static
     min_gradient: float = 0.015  # minimum |mean gradient| (grey levels in 0-1 per pixel) of an overlay edge
     max_fraction: float = 0.3  # a mask larger than this fraction of the image means the camera is static: no mask
-    min_frames: int = 8  # fewer frames than this: no detection
+    min_frames: int = 24  # fewer frames than this: no detection (a centred object on a plain background can
+    # keep its silhouette edges in place across a few views)
     static_share: float = 0.1  # more textured pixels than this share with static edges: a static camera, no mask
     min_area: int = 12  # connected overlay parts smaller than this many pixels are ignored
     margin: int = 2  # pixels added around the mask (compression ringing)

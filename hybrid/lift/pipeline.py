@@ -428,7 +428,7 @@ def _prepare(input_path: Path, kind: str, work: Path, opts: LiftOptions, fingerp
 
     mask = None
     overlay = None
-    if opts.overlays and camera_source == "sfm":
+    if opts.overlays and kind == "video":  # photo sets: too few, too different views to tell overlays apart
         emit("overlays", {})
         t0 = time.perf_counter()
         found = detect_static_overlay(fs.images)

@@ -74,6 +74,14 @@ def test_static_camera_is_not_mistaken_for_an_overlay(shared_data):
     assert not res.found and "static camera" in res.note
 
 
+def test_photo_set_of_a_centred_object_is_not_an_overlay(shared_data):
+    from hybrid.lift.decode import read_image_folder
+
+    fs = read_image_folder(shared_data / "temple")  # 16 photos, bright temple centred on black
+    res = detect_static_overlay(fs.images)
+    assert not res.found and "24" in res.note
+
+
 def test_overlay_is_excluded_from_features(watermarked, tmp_path):
     pycolmap = pytest.importorskip("pycolmap")
     from hybrid.lift.sfm import SfmOptions, _extract, write_frames
