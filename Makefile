@@ -1,6 +1,8 @@
 # The two commands of a fresh machine: `make demo` and `make test` (each sets up first).
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Busy-waiting OpenMP threads starve other work on small shared machines.
+export OMP_WAIT_POLICY ?= PASSIVE
 OUT ?= out
 
 .PHONY: setup setup-test demo test lint bench clean

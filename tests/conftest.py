@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# OpenMP threads that busy-wait starve the next operation on a shared 2-core machine (measured
+# 5x slower training); must be set before torch or numba start their thread pools.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HYBRID_SHARED_DATA", ROOT.parent / "shared" / "data"))

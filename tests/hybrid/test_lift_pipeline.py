@@ -85,13 +85,13 @@ def _temple_transforms(shared_data: Path, folder: Path) -> Path:
 @pytest.mark.slow
 def test_temple_with_ground_truth_cameras_reaches_psnr(shared_data, tmp_path):
     folder = _temple_transforms(shared_data, tmp_path / "temple_gt")
-    rep = lift(folder, tmp_path / "temple", _opts(600, 320))
-    # 14 training views of a plaster temple on black, 2 held out (frames 1 and 9 of the ring).
+    rep = lift(folder, tmp_path / "temple", _opts(300, 640))
+    # 14 training views of a plaster temple on black at 640x480, 2 held out (frames 1 and 9 of the ring).
     assert rep.data["frames"]["heldout"] == 2
     assert rep.heldout_psnr >= TEMPLE_PSNR, rep.data["heldout"]
 
 
-TEMPLE_PSNR = 19.0  # measured 20.8 dB after 600 steps at 320x240 (2-core CPU)
+TEMPLE_PSNR = 21.0  # measured 22.9 dB after 300 steps (the same images with SfM cameras: 23.3 dB)
 
 
 def test_colmap_model_input_keeps_its_cameras(tmp_path):
