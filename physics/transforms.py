@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scenes.errors import ShapeError
-from scenes.splats import Splats
+from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3, Splats
 
 __all__ = [
     "quat_multiply",
@@ -47,18 +47,7 @@ __all__ = [
 ]
 
 # 3DGS real SH basis constants (bands 0-3), as in the Inria reference and gsplat.
-_C0 = 0.28209479177387814
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
+_C0, _C1, _C2, _C3 = SH_C0, SH_C1, SH_C2, SH_C3
 _BANDS = ((0, 1), (1, 4), (4, 9), (9, 16))  # coefficient ranges of bands 0..3
 
 

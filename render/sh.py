@@ -15,22 +15,11 @@ import torch
 from torch import Tensor
 
 from scenes.errors import ShapeError
+from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3
 
 __all__ = ["SH_C0", "SH_C1", "SH_C2", "SH_C3", "MAX_SH_DEGREE", "sh_basis", "eval_sh", "sh_to_color"]
 
 MAX_SH_DEGREE = 3
-SH_C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
-SH_C1 = 0.4886025119029199  # sqrt(3 / (4 pi))
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-SH_C3 = (
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
 
 
 def sh_basis(degree: int, dirs: Tensor) -> Tensor:  # dirs [..., 3] -> [..., (degree + 1) ** 2]

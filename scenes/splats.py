@@ -16,6 +16,18 @@ from scenes.errors import ShapeError
 __all__ = ["Splats", "SH_C0", "sh_degree_from_coeffs", "num_sh_coeffs", "rgb_to_sh0", "sh0_to_rgb"]
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
+# Real SH basis constants of bands 1-3 (the Inria 3DGS / gsplat convention), defined once for the project.
+SH_C1 = 0.4886025119029199  # sqrt(3 / (4 pi))
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
+)
 
 
 def num_sh_coeffs(degree: int) -> int:

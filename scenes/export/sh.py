@@ -18,21 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from scenes.errors import ShapeError
-from scenes.splats import sh_degree_from_coeffs
+from scenes.splats import SH_C1, SH_C2, SH_C3, sh_degree_from_coeffs
 
 __all__ = ["sh_basis", "sh_rotation_matrices", "rotate_sh", "check_rotation"]
 
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
+_C1, _C2, _C3 = SH_C1, SH_C2, SH_C3
 
 
 def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
