@@ -378,6 +378,34 @@ def residual_timing() -> dict:
     return out
 
 
+def residual_timing_gpu(width: int = 1920, height: int = 1080, repeats: int = 50) -> None:
+    """The residual network's forward on CUDA (float32, and float16 autocast), CUDA-event timed medians."""
+    import torch
+
+    from hybrid.world_model import ResidualNet
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--residual-gpu needs a CUDA device")
+    print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}; residual at {width}x{height}")
+    net = ResidualNet(16).eval().cuda()
+    x = torch.rand(1, 16, height, width, device="cuda")
+    for label, dtype in (("float32", None), ("float16 autocast", torch.float16), ("bfloat16 autocast", torch.bfloat16)):
+        for channels_last in (False, True):
+            m = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            xi = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            ts = []
+            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                for i in range(repeats + 5):
+                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    a.record()
+                    m(xi)
+                    b.record()
+                    torch.cuda.synchronize()
+                    if i >= 5:
+                        ts.append(a.elapsed_time(b))
+            print(f"residual {label:18s} channels_last={channels_last!s:5s}: median {np.median(ts):.2f} ms, min {min(ts):.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", type=int, default=3)
@@ -388,7 +416,11 @@ def main() -> None:
         action="store_true",
         help="estimate the light direction too (by default it is given; sun and ambient are estimated)",
     )
+    ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
+    if a.residual_gpu:
+        residual_timing_gpu()
+        return
     import tempfile
 
     out_dir = a.out.parent / "world_model"
