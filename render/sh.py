@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from scenes.errors import ShapeError
-from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3
+from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3, sh_basis_terms
 
 __all__ = ["SH_C0", "SH_C1", "SH_C2", "SH_C3", "MAX_SH_DEGREE", "sh_basis", "eval_sh", "sh_to_color"]
 
@@ -30,27 +30,7 @@ def sh_basis(degree: int, dirs: Tensor) -> Tensor:  # dirs [..., 3] -> [..., (de
     if degree == 0:
         return torch.stack(out, -1)
     d = dirs / torch.linalg.vector_norm(dirs, dim=-1, keepdim=True)
-    x, y, z = d.unbind(-1)
-    out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        out += [
-            SH_C2[0] * x * y,
-            SH_C2[1] * y * z,
-            SH_C2[2] * (2.0 * zz - xx - yy),
-            SH_C2[3] * x * z,
-            SH_C2[4] * (xx - yy),
-        ]
-    if degree >= 3:
-        out += [
-            SH_C3[0] * y * (3.0 * xx - yy),
-            SH_C3[1] * x * y * z,
-            SH_C3[2] * y * (4.0 * zz - xx - yy),
-            SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
-            SH_C3[4] * x * (4.0 * zz - xx - yy),
-            SH_C3[5] * z * (xx - yy),
-            SH_C3[6] * x * (xx - 3.0 * yy),
-        ]
+    out += sh_basis_terms(*d.unbind(-1), degree)
     return torch.stack(out, -1)
 
 

@@ -13,7 +13,15 @@ import numpy as np
 
 from scenes.errors import ShapeError
 
-__all__ = ["Splats", "SH_C0", "sh_degree_from_coeffs", "num_sh_coeffs", "rgb_to_sh0", "sh0_to_rgb"]
+__all__ = [
+    "Splats",
+    "SH_C0",
+    "sh_basis_terms",
+    "sh_degree_from_coeffs",
+    "num_sh_coeffs",
+    "rgb_to_sh0",
+    "sh0_to_rgb",
+]
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 # Real SH basis constants of bands 1-3 (the Inria 3DGS / gsplat convention), defined once for the project.
@@ -28,6 +36,39 @@ SH_C3 = (
     1.445305721320277,
     -0.5900435899266435,
 )
+
+
+def sh_basis_terms(x, y, z, degree: int) -> list:
+    """The real SH basis functions of degrees 1..``degree`` at a unit direction ``(x, y, z)``.
+
+    The one definition of the basis (signs and ordering ``m = -l .. l`` within a degree, Condon-Shortley
+    phase) shared by the rasterizers, physics and export. Written with arithmetic only, so ``x, y, z``
+    may be numpy arrays or torch tensors (autograd flows through); the degree-0 term is the constant
+    ``SH_C0``, which the caller broadcasts in its own array type.
+    """
+    out = []
+    if degree >= 1:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [
+            SH_C2[0] * x * y,
+            SH_C2[1] * y * z,
+            SH_C2[2] * (2.0 * zz - xx - yy),
+            SH_C2[3] * x * z,
+            SH_C2[4] * (xx - yy),
+        ]
+    if degree >= 3:
+        out += [
+            SH_C3[0] * y * (3.0 * xx - yy),
+            SH_C3[1] * x * y * z,
+            SH_C3[2] * y * (4.0 * zz - xx - yy),
+            SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
+            SH_C3[4] * x * (4.0 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3.0 * yy),
+        ]
+    return out
 
 
 def num_sh_coeffs(degree: int) -> int:
@@ -109,7 +150,9 @@ class Splats:
         norms = np.linalg.norm(arrays["quats"], axis=1)
         zero = int((norms == 0).sum())
         if zero:
-            raise ShapeError(f"Splats.quats: {zero} zero-length quaternion(s) (first at index {int(np.argmax(norms == 0))})")
+            raise ShapeError(
+                f"Splats.quats: {zero} zero-length quaternion(s) (first at index {int(np.argmax(norms == 0))})"
+            )
         for key, value in list(self.extra.items()):
             arr = np.asarray(value)
             if arr.shape[:1] != (n,):
@@ -153,9 +196,7 @@ class Splats:
     @classmethod
     def empty(cls, sh_degree: int = 0) -> Splats:
         k = num_sh_coeffs(sh_degree)
-        return cls(
-            np.zeros((0, 3)), np.zeros((0, 4)), np.zeros((0, 3)), np.zeros((0,)), np.zeros((0, k, 3))
-        )
+        return cls(np.zeros((0, 3)), np.zeros((0, 4)), np.zeros((0, 3)), np.zeros((0,)), np.zeros((0, k, 3)))
 
     @classmethod
     def from_activated(
@@ -191,8 +232,12 @@ class Splats:
         index = np.asarray(index)
         extra = {k: np.asarray(v)[index] for k, v in self.extra.items()}
         return Splats(
-            self.means[index], self.quats[index], self.log_scales[index],
-            self.opacity_logits[index], self.sh[index], extra,
+            self.means[index],
+            self.quats[index],
+            self.log_scales[index],
+            self.opacity_logits[index],
+            self.sh[index],
+            extra,
         )
 
     def with_sh_degree(self, degree: int) -> Splats:

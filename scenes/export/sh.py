@@ -18,11 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from scenes.errors import ShapeError
-from scenes.splats import SH_C1, SH_C2, SH_C3, sh_degree_from_coeffs
+from scenes.splats import SH_C0, sh_basis_terms, sh_degree_from_coeffs
 
 __all__ = ["sh_basis", "sh_rotation_matrices", "rotate_sh", "check_rotation"]
-
-_C1, _C2, _C3 = SH_C1, SH_C2, SH_C3
 
 
 def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
@@ -32,29 +30,7 @@ def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
         raise ShapeError(f"sh_basis: dirs must have shape [M, 3], got {d.shape}")
     if degree not in (0, 1, 2, 3):
         raise ShapeError(f"sh_basis: degree must be 0..3, got {degree}")
-    x, y, z = d[:, 0], d[:, 1], d[:, 2]
-    cols = [np.full_like(x, 0.28209479177387814)]
-    if degree >= 1:
-        cols += [-_C1 * y, _C1 * z, -_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        cols += [
-            _C2[0] * x * y,
-            _C2[1] * y * z,
-            _C2[2] * (2 * zz - xx - yy),
-            _C2[3] * x * z,
-            _C2[4] * (xx - yy),
-        ]
-    if degree >= 3:
-        cols += [
-            _C3[0] * y * (3 * xx - yy),
-            _C3[1] * x * y * z,
-            _C3[2] * y * (4 * zz - xx - yy),
-            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
-            _C3[4] * x * (4 * zz - xx - yy),
-            _C3[5] * z * (xx - yy),
-            _C3[6] * x * (xx - 3 * yy),
-        ]
+    cols = [np.full(len(d), SH_C0)] + sh_basis_terms(d[:, 0], d[:, 1], d[:, 2], degree)
     return np.stack(cols, axis=1)
 
 
