@@ -287,14 +287,7 @@ def _run_sfm(images, names, work, opts, mask) -> SfmResult:
             total=T,
             reason="too few frames",
         )
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    image_dir = work / "images"
-    mask_path = write_frames(images, names, image_dir, mask)
-    db = work / "database.db"
-    for suffix in ("", "-shm", "-wal"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    pycolmap.set_random_seed(opts.seed)
+    work, image_dir, mask_path, db = _prepare_workspace(pycolmap, images, names, work, mask, opts.seed)
     stats: dict = {"frames": T}
     if T > opts.exhaustive_below:
         _quick_static_check(pycolmap, images, names, work, opts, mask_path, stats)
@@ -455,9 +448,8 @@ def triangulate_known(
         return _triangulate_known(images, names, cameras, work, opts, mask)
 
 
-def _triangulate_known(images, names, cameras, work, opts, mask) -> tuple[np.ndarray, np.ndarray]:
-    pycolmap = require("pycolmap", "camera recovery")
-    opts = opts or SfmOptions()
+def _prepare_workspace(pycolmap, images, names, work, mask, seed: int):
+    """Write the frames (and mask) for COLMAP into ``work``, start a fresh database, seed COLMAP."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     image_dir = work / "images"
@@ -465,7 +457,14 @@ def _triangulate_known(images, names, cameras, work, opts, mask) -> tuple[np.nda
     db = work / "database.db"
     for suffix in ("", "-shm", "-wal"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    pycolmap.set_random_seed(opts.seed)
+    pycolmap.set_random_seed(seed)
+    return work, image_dir, mask_path, db
+
+
+def _triangulate_known(images, names, cameras, work, opts, mask) -> tuple[np.ndarray, np.ndarray]:
+    pycolmap = require("pycolmap", "camera recovery")
+    opts = opts or SfmOptions()
+    work, image_dir, mask_path, db = _prepare_workspace(pycolmap, images, names, work, mask, opts.seed)
     _extract(pycolmap, db, image_dir, names, opts, mask_path, "PINHOLE", single=False)
     _match(pycolmap, db, work, images, names, opts)
     rec = pycolmap.Reconstruction()
