@@ -22,18 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from _machine import cpu_model  # noqa: E402  (tools/bench/ is on sys.path when run as a script)
+
 from scenes import Splats  # noqa: E402
 from scenes.formats import read_splats, write_splats  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_splats(n: int, seed: int = 0) -> Splats:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,18 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_model  # tools/bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_S, TARGET_PSNR, TARGET_MB = 300.0, 27.0, 4096.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_lift(args: list[str], env: dict) -> tuple[float, float, float, int]:
