@@ -1,4 +1,5 @@
-"""Objects of a scene for people: a contact sheet outlining each one, and seeds from clicked pixels.
+"""Objects of a scene for people: a contact sheet outlining each one, seeds from clicked pixels, and the
+refinement of found objects with the capture views.
 
 Rendering goes through ``render.rasterize`` (CPU backend by default) with per-pixel splat ids:
 an object's outline is the boundary of the pixels whose dominant splat belongs to it.
@@ -6,6 +7,7 @@ an object's outline is the boundary of the pixels whose dominant splat belongs t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ import numpy as np
 from scenes.errors import SceneError, ShapeError
 from scenes.scene import Camera, Scene
 
-__all__ = ["render_ids", "overview_camera", "object_camera", "contact_sheet", "click_seed", "object_table"]
+__all__ = ["render_ids", "overview_camera", "object_camera", "contact_sheet", "click_seed", "object_table",
+           "refine_with_views"]  # fmt: skip
 
 _PALETTE = np.array([
     [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
@@ -154,3 +157,107 @@ def object_table(scene: Scene) -> list[dict]:
         rows.append({"name": o.name, "splats": int(o.splat_indices.size), "mass": o.mass, "position": list(o.position),
                      "size": size, "friction": o.friction, "restitution": o.restitution, "static": o.static})  # fmt: skip
     return rows
+
+
+def refine_with_views(
+    scene: Scene,
+    *,
+    width: int = 160,  # the capture views are rendered this wide
+    max_views: int = 30,  # at most this many capture views, evenly spaced
+    agree: float = 0.8,  # a splat joins an object when this fraction of the pixels it shows lies in its silhouette
+    margin: float = 0.05,  # ... and it is within this fraction of the object's size of its collider
+    backend: str = "cpu",
+    progress=None,  # called with (views done, views) after each view
+) -> tuple[Scene, dict[str, int]]:
+    """Give each object the splats that every capture view shows inside its silhouette; ``(scene, added)``.
+
+    Clustering keeps only confident splats standing clearly above the ground, so an object's
+    lowest band and its faint edge splats stay behind when it moves. A candidate (a splat of
+    no object, near an object's collider) joins that object when, over all capture views, at
+    least ``agree`` of the pixels where it is the dominant splat lie inside the object's
+    projected collider: its own object agrees across views, while ground splats beside the base
+    fall outside the silhouette from most directions. Colliders and masses are unchanged.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    from physics.colliders import collider_parts
+
+    if not scene.objects or not scene.capture_cameras:
+        return scene, {}
+    s = scene.splats
+    means = s.means.astype(np.float64)
+    taken = np.zeros(len(s), bool)
+    for o in scene.objects:
+        taken[o.splat_indices] = True
+    hulls, cand = [], np.full(len(s), -1, np.int64)
+    best = np.full(len(s), np.inf)
+    for k, o in enumerate(scene.objects):
+        world = [_object_to_world(o, v) for v, _ in collider_parts(o.collider)]
+        hulls.append(world)
+        size = float(np.max(np.ptp(np.concatenate(world), axis=0)))
+        dist = np.full(len(s), np.inf)
+        for v in world:
+            try:
+                eq = ConvexHull(v).equations
+            except QhullError:
+                continue
+            dist = np.minimum(dist, np.max(means @ eq[:, :3].T + eq[:, 3], axis=1))  # > 0 outside, ~distance
+        near = ~taken & (dist <= margin * size) & (dist < best)
+        cand[near], best[near] = k, dist[near]
+    idx = np.nonzero(cand >= 0)[0]
+    if idx.size == 0:
+        return scene, {}
+    lookup = np.full(len(s) + 1, -1, np.int64)  # splat -> candidate row; id -1 maps to the last slot
+    lookup[idx] = np.arange(idx.size)
+    seen = np.zeros(idx.size)
+    inside = np.zeros(idx.size)
+    cams = scene.capture_cameras
+    pick = np.unique(np.linspace(0, len(cams) - 1, min(max_views, len(cams))).round().astype(int))
+    for n, i in enumerate(pick):
+        cam = cams[i].scaled(width / cams[i].width)
+        _, ids = render_ids(scene, cam, backend=backend)
+        row = lookup[ids.reshape(-1)]
+        hit = row >= 0
+        pix = np.nonzero(hit)[0]
+        rows = row[hit]
+        np.add.at(seen, rows, 1.0)
+        uv = np.stack([pix % cam.width + 0.5, pix // cam.width + 0.5], -1)
+        own = cand[idx[rows]]
+        ok = np.zeros(len(pix), bool)
+        for k in np.unique(own):
+            m = own == k
+            ok[m] = _in_silhouette(cam, hulls[k], uv[m])
+        np.add.at(inside, rows[ok], 1.0)
+        if progress is not None:
+            progress(n + 1, len(pick))
+    join = (seen >= 2) & (inside >= agree * seen)
+    added, objects = {}, []
+    for k, o in enumerate(scene.objects):
+        new = idx[join & (cand[idx] == k)]
+        added[o.name] = int(new.size)
+        objects.append(o if new.size == 0 else replace(o, splat_indices=np.union1d(o.splat_indices, new)))
+    return scene.with_(objects=tuple(objects)), added
+
+
+def _object_to_world(obj, vertices: np.ndarray) -> np.ndarray:
+    from physics.transforms import quat_to_matrix
+
+    return np.asarray(vertices, np.float64) @ quat_to_matrix(np.asarray(obj.quaternion, np.float64)).T + obj.position
+
+
+def _in_silhouette(cam: Camera, pieces: list[np.ndarray], uv: np.ndarray) -> np.ndarray:
+    """[P] bool: pixel centres ``uv`` [P, 2] inside the projection of any convex piece (world vertices)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = np.zeros(len(uv), bool)
+    for v in pieces:
+        p = np.c_[v, np.ones(len(v))] @ cam.viewmat.T
+        if np.any(p[:, 2] <= 1e-6):  # the piece reaches behind the camera: no convex silhouette
+            continue
+        q = p[:, :3] @ cam.K.T
+        try:
+            eq = ConvexHull(q[:, :2] / q[:, 2:3]).equations
+        except QhullError:
+            continue
+        out |= np.all(uv @ eq[:, :2].T + eq[:, 2] <= 0, axis=1)
+    return out

@@ -28,6 +28,7 @@ __all__ = [
     "load_mesh",
     "mesh_collider",
     "convex_decomposition",
+    "compound_collider",
 ]
 
 
@@ -160,6 +161,21 @@ def convex_decomposition(
         part_faces.append(np.arange(foff, foff + len(hull.faces)))
         off += len(hull.vertices)
         foff += len(hull.faces)
+    return ColliderMesh(np.concatenate(verts), np.concatenate(faces_all), kind="compound", parts=tuple(part_faces))
+
+
+def compound_collider(pieces: list[np.ndarray], *, what: str = "points") -> ColliderMesh:
+    """A ``"compound"`` collider of the convex hulls of point sets ``pieces`` ([V_k, 3] each)."""
+    verts, faces_all, part_faces, off, foff = [], [], [], 0, 0
+    for k, pts in enumerate(pieces):
+        hull = convex_collider(pts, what=f"{what}, piece {k}")
+        verts.append(hull.vertices)
+        faces_all.append(hull.faces + off)
+        part_faces.append(np.arange(foff, foff + len(hull.faces)))
+        off += len(hull.vertices)
+        foff += len(hull.faces)
+    if not verts:
+        raise PhysicsError(f"{what}: a compound collider needs at least one piece")
     return ColliderMesh(np.concatenate(verts), np.concatenate(faces_all), kind="compound", parts=tuple(part_faces))
 
 

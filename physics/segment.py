@@ -7,14 +7,20 @@
    density (DBSCAN on a KD-tree: core splats have ``min_samples`` neighbours within
    ``eps``; connected cores form a cluster, border splats join their nearest core). Tiny
    clusters, floaters (not resting on the ground or on a resting cluster) and clusters as
-   wide as the scene (background structure) are not objects. ``seeds`` (``--object x,y,z``)
-   choose clusters explicitly and split a cluster that holds several seeds.
+   wide as the scene (background structure) are not objects. With the splats' colours, a
+   cluster that is a stack (its horizontal footprint drops sharply above some height, the
+   top of the lower object, and the part above differs in chromaticity) is split into its
+   objects. ``seeds`` (``--object x,y,z``) choose clusters explicitly and split a cluster
+   that holds several seeds.
 3. :func:`segment_scene`: a collider per object (convex hull of its splat centres, its
-   lowest band extended down to the ground plane so that it rests where it stood), volume,
-   mass from a density, friction and restitution defaults, in a new :class:`scenes.Scene`.
+   lowest band extended down to the ground plane so that it rests where it stood; an
+   object resting on another starts at that one's top), volume, mass from a density,
+   friction and restitution defaults, in a new :class:`scenes.Scene`. A resting object
+   whose :class:`HeightField` (the columns under its seen top surface) fills much less
+   than its hull (a U, an L, a bowl) gets a compound collider of the height field's pieces.
 
 Every step is numpy/scipy; nothing here renders. Refinement with rendered per-pixel splat
-ids lives in ``hybrid`` (physics never imports render).
+ids lives in ``hybrid.objects.refine_with_views`` (physics never imports render).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
-           "build_object", "merge_objects", "rename_object", "static_mesh"]  # fmt: skip
+           "build_object", "merge_objects", "rename_object", "static_mesh", "HeightField", "height_field"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,10 @@ class SegmentConfig:
     friction: float = 0.6  # Coulomb friction of new objects
     restitution: float = 0.1  # bounciness of new objects
     seed: int = 0  # RANSAC randomness
+    stack_footprint_ratio: float = 2.0  # a stack: the lower object's top band is this many times wider than the rest
+    stack_color_distance: float = 0.08  # ... and the parts' median chromaticities differ by this much (0: no splits)
+    concave_ratio: float = 0.75  # height-field volume / hull volume below which a resting object is concave (0: never)
+    concave_cells: int = 24  # height-field cells across an object's widest horizontal extent
 
     def __post_init__(self) -> None:
         if not (0 < self.max_tilt_deg < 90):
@@ -229,13 +239,19 @@ def find_objects(
     ground: GroundFit,
     config: SegmentConfig | None = None,
     seeds: np.ndarray | None = None,  # [S, 3] world points, one per wanted object
+    colors: np.ndarray | None = None,  # [N, 3] RGB of the splats: with them, stacked objects are split
 ) -> list[ObjectCandidate]:
     """Cluster the confident splats above the ground into objects (see the module docstring)."""
-    return _find(means, weights, ground, config or SegmentConfig(), seeds)[0]
+    return _find(means, weights, ground, config or SegmentConfig(), seeds, colors)[0]
 
 
 def _find(
-    means: np.ndarray, weights: np.ndarray, ground: GroundFit, cfg: SegmentConfig, seeds: np.ndarray | None
+    means: np.ndarray,
+    weights: np.ndarray,
+    ground: GroundFit,
+    cfg: SegmentConfig,
+    seeds: np.ndarray | None,
+    colors: np.ndarray | None = None,
 ) -> tuple[list[ObjectCandidate], np.ndarray]:
     """``(objects, background splat indices)``: the background is the clusters too wide to be objects.
 
@@ -278,6 +294,8 @@ def _find(
                 background.append(int(lab))
                 continue
         clusters[int(lab)] = m
+    if colors is not None and not seeded and cfg.stack_color_distance > 0:
+        clusters = _split_clusters(clusters, pts, height[cand], _chroma(np.asarray(colors)[cand]), up, cfg)
     # support: on the ground, on the background, or close to a supported cluster (stacks); the rest float
     from scipy.spatial import cKDTree
 
@@ -309,6 +327,92 @@ def _find(
     return out, cand[bg_mask]
 
 
+def _chroma(rgb: np.ndarray) -> np.ndarray:  # [N, 3] -> [N, 3] colour without brightness (shading)
+    c = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    return c / np.maximum(c.sum(1, keepdims=True), 1e-3)
+
+
+def _split_clusters(
+    clusters: dict[int, np.ndarray], pts: np.ndarray, height: np.ndarray, chroma: np.ndarray, up: np.ndarray,
+    cfg: SegmentConfig,
+) -> dict[int, np.ndarray]:  # fmt: skip
+    """Split clusters that are stacks (an object resting on a wider one) into their objects."""
+    basis = _horizontal_basis(up)
+    out, next_label = {}, max(clusters, default=-1) + 1
+    for lab, m in clusters.items():
+        idx = np.nonzero(m)[0]
+        parts = _split_stack(pts[idx] @ basis[:2].T, height[idx], chroma[idx], cfg)
+        for k, part in enumerate(parts):
+            mask = np.zeros(len(pts), bool)
+            mask[idx[part]] = True
+            out[lab if k == 0 else next_label] = mask
+            next_label += k > 0
+        if len(parts) > 1:
+            log.info("cluster of %d splats is a stack of %d objects: split", idx.size, len(parts))
+    return out
+
+
+def _split_stack(
+    uv: np.ndarray,  # [M, 2] horizontal coordinates
+    h: np.ndarray,  # [M] height above the ground
+    chroma: np.ndarray,  # [M, 3]
+    cfg: SegmentConfig,
+    depth: int = 0,
+) -> list[np.ndarray]:
+    """Index arrays of the objects in one cluster, bottom first: the cluster itself unless it is a stack.
+
+    A stack shows as a sharp drop of the horizontal footprint with height (the top face of
+    the lower object, then only the narrower object on it) whose upper part also differs in
+    colour from the lower part; a one-piece object with a step (an L) keeps one colour.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    whole = [np.arange(len(h))]
+    lo, hi = np.percentile(h, [1, 99]) if len(h) else (0.0, 0.0)
+    if depth > 3 or len(h) < 2 * cfg.min_splats or hi - lo < 2 * cfg.min_size:
+        return whole
+    centred = uv - uv.mean(0)
+    axes = np.linalg.eigh(centred.T @ centred)[1]
+    q = centred @ axes
+
+    def area(mask):
+        if mask.sum() < cfg.min_splats // 2:
+            return 0.0
+        r = np.percentile(q[mask], [5, 95], axis=0)
+        return float(np.prod(r[1] - r[0]))
+
+    dz = (hi - lo) / 16
+    best, best_ratio = None, cfg.stack_footprint_ratio
+    for cut in np.arange(lo + 2 * dz, hi - 2 * dz, dz / 2):
+        upper = h > cut
+        if upper.sum() < cfg.min_splats or np.ptp(h[upper]) < cfg.min_size:
+            continue
+        band = (h > cut - 2 * dz) & ~upper
+        a_up, a_band = area(upper), area(band)
+        if a_up > 0 and a_band / a_up > best_ratio:
+            best, best_ratio = cut, a_band / a_up
+    if best is None:
+        return whole
+    upper = h > best
+    # the upper object's sides reach down into the cut band: band splats inside its footprint are its own
+    try:
+        planes = ConvexHull(uv[upper]).equations  # [F, 3]: inside where n . uv + c <= 0
+    except QhullError:  # a flat or degenerate upper part: not an object
+        return whole
+    inside = np.all(uv @ planes[:, :2].T + planes[:, 2] <= 0.2 * dz, axis=1)
+    upper |= inside & (h > best - 2 * dz)
+    lower = ~upper
+    if lower.sum() < cfg.min_splats:
+        return whole
+    distance = float(np.linalg.norm(np.median(chroma[upper], 0) - np.median(chroma[lower], 0)))
+    if distance < cfg.stack_color_distance:
+        return whole
+    parts = []
+    for sub in (np.nonzero(lower)[0], np.nonzero(upper)[0]):
+        parts += [sub[p] for p in _split_stack(uv[sub], h[sub], chroma[sub], cfg, depth + 1)]
+    return parts
+
+
 def static_mesh(
     points: np.ndarray,  # [N, 3] splat centres of static structure (walls, furniture too big to move)
     *,
@@ -324,6 +428,12 @@ def static_mesh(
         if len(keys) <= max_voxels:
             break
         voxel *= 1.5
+    verts, tris = _voxel_surface(keys)
+    return ColliderMesh(verts * voxel, tris, kind="mesh")
+
+
+def _voxel_surface(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(corners [V, 3] int, triangles [T, 3])``: the outer faces of unit voxels ``keys`` [K, 3] int."""
     lookup = {tuple(k) for k in keys.tolist()}
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
     # each face: direction and its 4 corners (indices into ``corners``) counter-clockwise seen from outside
@@ -340,8 +450,125 @@ def static_mesh(
     quads = np.concatenate(quads)  # [Q, 4, 3] integer corners
     verts, inverse = np.unique(quads.reshape(-1, 3), axis=0, return_inverse=True)
     q = inverse.reshape(-1, 4)
-    tris = np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]])
-    return ColliderMesh(verts * voxel, tris, kind="mesh")
+    return verts, np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]])
+
+
+def _horizontal_basis(normal: np.ndarray) -> np.ndarray:  # [3] -> [3, 3] rows e1, e2, normal (right-handed)
+    n = normal / np.linalg.norm(normal)
+    e1 = np.cross(n, [1.0, 0, 0] if abs(n[0]) < 0.9 else [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    return np.stack([e1, np.cross(n, e1), n])
+
+
+@dataclass(frozen=True)
+class HeightField:
+    """The solid under an object's visible top surface: a column per horizontal cell from the ground up.
+
+    Cameras see a resting object from above and around, never from below, so its splats
+    cover its top and sides; the column under each cell's highest splat is what a
+    height map of the object can hold. Concave shapes seen from above (a U, a bowl, an
+    L) keep their notches, which the convex hull fills; overhangs are filled down.
+    """
+
+    basis: np.ndarray  # [3, 3] rows: two horizontal axes, then the ground normal
+    origin: np.ndarray  # [3] world position of cell (0, 0) at ground level
+    cell: np.ndarray  # [3] m, edges of a cell along the basis (the grid spans the points' extent exactly)
+    top: np.ndarray  # [A, B] height above the ground of each column, m; 0 where empty
+
+    @property
+    def volume(self) -> float:
+        return float(self.top.sum()) * float(self.cell[0] * self.cell[1])
+
+    def voxels(self) -> np.ndarray:  # -> [K, 3] int keys (cell a, cell b, layer)
+        layers = np.rint(self.top / self.cell[2]).astype(np.int64)
+        a, b = np.nonzero(layers > 0)
+        n = layers[a, b]
+        rep = np.repeat(np.arange(len(a)), n)
+        k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        return np.stack([a[rep], b[rep], k], -1)
+
+    def pieces(self, max_pieces: int = 32) -> list[np.ndarray]:
+        """Convex pieces ([V, 3] world corner points each) whose union holds the columns.
+
+        Column heights are grouped into bands (levels within ``tol`` layers of a band's lowest
+        share it; ``tol`` starts at a tenth of the tallest column and grows until at most
+        ``max_pieces`` remain). Each band's pieces are the connected groups of columns reaching
+        into it, as prisms of their cells' convex hull from the band's floor to its top: exact
+        for stepped shapes (a U, an L, stairs), at most ``tol`` layers over elsewhere.
+        """
+        from scipy.ndimage import label
+
+        layers = np.rint(self.top / self.cell[2]).astype(np.int64)
+        levels = np.unique(layers[layers > 0])
+        if levels.size == 0:
+            return []
+        tol = max(1, int(round(0.1 * levels[-1])))
+        while True:
+            bands, k = [], 0
+            while k < len(levels):
+                j = int(np.searchsorted(levels, levels[k] + tol, side="right"))
+                bands.append(int(levels[j - 1]))
+                k = j
+            out, floor = [], 0
+            for top in bands:
+                comps, n = label(layers > floor, structure=np.ones((3, 3), bool))
+                for c in range(1, n + 1):
+                    a, b = np.nonzero(comps == c)
+                    corners = np.stack([np.concatenate([a, a + 1, a, a + 1]), np.concatenate([b, b, b + 1, b + 1])], -1)
+                    corners = np.unique(corners, axis=0) * self.cell[:2]
+                    z = np.repeat([floor * self.cell[2], top * self.cell[2]], len(corners))
+                    local = np.concatenate([np.tile(corners, (2, 1)), z[:, None]], 1)
+                    out.append(self.origin + local @ self.basis)
+                floor = top
+            if len(out) <= max_pieces:
+                return out
+            tol = int(tol * 1.5) + 1
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(vertices [V, 3] world, faces [F, 3])`` of the columns as a watertight voxel surface."""
+        corners, tris = _voxel_surface(self.voxels())
+        return self.origin + (corners * self.cell) @ self.basis, tris
+
+
+def height_field(
+    points: np.ndarray,  # [N, 3] an object's splat centres
+    normal: np.ndarray,  # [3] ground normal (up)
+    offset: float,  # ground plane offset
+    cell: float,  # m, about the edge of a cell (adjusted so that whole cells span the points)
+) -> HeightField:
+    """The :class:`HeightField` of ``points``: per cell the highest point, one-cell gaps closed (see the class)."""
+    from scipy.ndimage import binary_closing, binary_fill_holes, binary_opening, grey_dilation
+
+    basis = _horizontal_basis(np.asarray(normal, np.float64))
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    local = pts @ basis.T
+    h = np.maximum(local[:, 2] - offset, 0.0)
+    lo, hi = local[:, :2].min(0), local[:, :2].max(0)
+    n = np.maximum(np.rint((hi - lo) / cell), 1).astype(np.int64)
+    size = np.maximum(hi - lo, 1e-9) / n
+    ij = np.minimum(np.floor((local[:, :2] - lo) / size).astype(np.int64), n - 1) + 1  # one empty cell of margin
+    shape = tuple(n + 2)
+    top = np.zeros(shape)
+    np.maximum.at(top, (ij[:, 0], ij[:, 1]), h)
+    occ = np.zeros(shape, bool)
+    occ[ij[:, 0], ij[:, 1]] = True
+    square = np.ones((3, 3), bool)
+    footprint = binary_closing(occ, structure=square) | occ  # sparse splats leave one-cell gaps
+    footprint = binary_opening(footprint, structure=square)  # stray splats: spurs thinner than 3 cells
+    footprint = binary_fill_holes(footprint)  # enclosed holes: hidden under something, e.g. a stacked object
+    known = occ & footprint
+    top[~footprint] = 0.0
+    missing = footprint & ~known
+    while missing.any():  # unseen cells take the highest neighbouring column, growing inwards
+        grown = grey_dilation(np.where(known, top, 0.0), footprint=square)
+        new = missing & (grown > 0)
+        if not new.any():
+            break
+        top[new] = grown[new]
+        known |= new
+        missing &= ~new
+    origin = (lo[0] - size[0]) * basis[0] + (lo[1] - size[1]) * basis[1] + offset * basis[2]
+    return HeightField(basis, origin, np.array([size[0], size[1], float(size.mean())]), top)
 
 
 def _apply_seeds(pts: np.ndarray, labels: np.ndarray, seeds: np.ndarray, eps: float) -> np.ndarray:
@@ -377,29 +604,110 @@ def build_object(
     indices: np.ndarray,  # [M] splat indices
     ground: GroundFit | Ground | None,
     config: SegmentConfig | None = None,
+    *,
+    floor: float | None = None,  # m above the ground: the top of the object this one rests on
 ) -> SceneObject:
-    """A :class:`SceneObject` for a set of splats: convex-hull collider, mass from density, frame at the COM."""
+    """A :class:`SceneObject` for a set of splats: convex-hull collider, mass from density, frame at the COM.
+
+    With ``floor`` (an object resting on another), splats below that height are raised onto
+    it: the two objects' splats mingle where they touch, and colliders must not overlap.
+    """
     cfg = config or SegmentConfig()
     idx = np.unique(np.asarray(indices, np.int64))
     pts = splats.means[idx].astype(np.float64)
     op = splats.opacities[idx]
     if (op >= cfg.min_opacity).sum() >= 4:
         pts = pts[op >= cfg.min_opacity]
+    if floor is not None and ground is not None:
+        normal = np.asarray(ground.normal, np.float64)
+        below = np.minimum(pts @ normal - ground.offset - floor, 0.0)
+        pts = pts - np.outer(below, normal)
+    raw, resting = pts, False
     if ground is not None:
         normal = np.asarray(ground.normal, np.float64)
         h = pts @ normal - ground.offset
         threshold = ground.threshold if isinstance(ground, GroundFit) else 0.005 * _extent(pts)
         min_h = cfg.min_height or 2 * threshold
         eps_band = max(min_h, 0.05 * float(np.ptp(h)))
-        if h.min() <= min_h + (cfg.support_gap or 3 * min_h):  # rests on the ground: extend the lowest band down to it
+        resting = h.min() <= min_h + (cfg.support_gap or 3 * min_h)
+        if resting:  # rests on the ground: extend the lowest band down to it
             low = pts[h <= h.min() + eps_band]
             pts = np.concatenate([pts, low - np.outer(low @ normal - ground.offset, normal)])
     collider = convex_collider(pts, what=f"object {name!r}")
+    if resting and cfg.concave_ratio > 0:
+        collider = _concave_collider(name, raw, ground, cfg) or collider
     props = mass_properties(collider, 1.0, what=f"object {name!r}")
     mass = max(cfg.density * props.volume, 1e-3)
     centred = type(collider)(collider.vertices - props.com, collider.faces, collider.kind, collider.parts)
     return SceneObject(name, idx, centred, mass=float(mass), friction=cfg.friction, restitution=cfg.restitution,
                        position=tuple(props.com))  # fmt: skip
+
+
+def _rest_on_supports(
+    objects: list[SceneObject], splats: Splats, fit: GroundFit, cfg: SegmentConfig
+) -> list[SceneObject]:
+    """Rebuild objects whose colliders dip into an object under them (stacks) to stand on its top."""
+    if len(objects) < 2:
+        return objects
+    basis = _horizontal_basis(fit.normal)
+    world = [np.asarray(o.collider.vertices, np.float64) + o.position for o in objects]  # frames are unrotated
+    heights = [fit.height(v) for v in world]
+    boxes = [(v @ basis[:2].T).min(0) for v in world], [(v @ basis[:2].T).max(0) for v in world]
+    out = list(objects)
+    for i, o in enumerate(objects):
+        floor = None
+        for j in range(len(objects)):
+            below = heights[j].max() < heights[i].max() and heights[j].min() < heights[i].min()
+            overlap = np.all(boxes[0][i] < boxes[1][j]) and np.all(boxes[0][j] < boxes[1][i])
+            if j != i and below and overlap and heights[j].max() > heights[i].min():
+                floor = max(floor or 0.0, float(heights[j].max()))
+        if floor is not None:
+            log.info("object %r rests on another: its collider starts at %.3f m", o.name, floor)
+            out[i] = build_object(o.name, splats, o.splat_indices, fit, cfg, floor=floor)
+    return out
+
+
+def _concave_collider(
+    name: str, pts: np.ndarray, ground: GroundFit | Ground, cfg: SegmentConfig
+) -> ColliderMesh | None:
+    """A compound collider (pieces of the height-field solid) when the hull overfills the object, else None.
+
+    Concave means either that the convex hull's top stands well above the seen top surface over
+    the object's footprint (a U, a bowl, a step), or that the footprint itself is far from
+    convex (an L lying flat). Cells are at least 1.5 splat spacings wide so that sparse
+    splats do not look like notches.
+    """
+    import trimesh
+    from scipy.spatial import ConvexHull, cKDTree
+
+    from physics.colliders import compound_collider
+
+    normal = np.asarray(ground.normal, np.float64)
+    horiz = pts - np.outer(pts @ normal, normal)
+    spacing = float(np.median(cKDTree(pts).query(pts, k=min(5, len(pts)))[0][:, -1]))
+    cell = max(float(np.max(np.ptp(horiz, axis=0))) / cfg.concave_cells, 1.5 * spacing, 1e-3)
+    field = height_field(pts, normal, ground.offset, cell)
+    verts, faces = field.mesh()
+    if len(faces) == 0:
+        return None
+    local = (verts - field.origin) @ field.basis.T
+    hull = trimesh.convex.convex_hull(local)
+    up = hull.face_normals[:, 2] > 1e-6  # the hull's top: the lowest of its upward-facing planes
+    n, d = hull.face_normals[up], np.einsum("ij,ij->i", hull.face_normals[up], hull.triangles[up][:, 0])
+    a, b = np.nonzero(field.top > 0)
+    centres = np.stack([(a + 0.5) * field.cell[0], (b + 0.5) * field.cell[1]], -1)
+    roof = np.min((d[None] - centres @ n[:, :2].T) / n[None, :, 2], axis=1)
+    vertical = float(field.top[a, b].sum() / np.maximum(roof, 0).sum())
+    footprint = len(a) * field.cell[0] * field.cell[1] / float(ConvexHull(local[:, :2]).volume)  # 2-D: area
+    if vertical >= cfg.concave_ratio and footprint >= cfg.concave_ratio:
+        return None
+    log.info("object %r: top %.0f%% and footprint %.0f%% of its hull's: concave, compound collider"
+             , name, 100 * vertical, 100 * footprint)  # fmt: skip
+    try:
+        return compound_collider(field.pieces(), what=f"object {name!r}")
+    except PhysicsError as exc:
+        log.warning("object %r: %s; keeping its convex hull", name, exc)
+        return None
 
 
 def segment_scene(
@@ -416,7 +724,7 @@ def segment_scene(
         raise SceneError(f"segment_scene: the scene has only {len(splats)} splats")
     weights = splats.opacities.astype(np.float64)
     fit = fit_ground(splats.means, weights, cfg)
-    found, background = _find(splats.means, weights, fit, cfg, seeds)
+    found, background = _find(splats.means, weights, fit, cfg, seeds, splats.colors)
     if names is not None and len(names) != len(found):
         raise SceneError(f"segment_scene: {len(names)} names given for {len(found)} objects found")
     objects = []
@@ -426,6 +734,7 @@ def segment_scene(
             objects.append(build_object(name, splats, cand.indices, fit, cfg))
         except PhysicsError as exc:
             log.warning("skipping a cluster of %d splats: %s", cand.indices.size, exc)
+    objects = _rest_on_supports(objects, splats, fit, cfg)
     mesh = None
     if background.size:  # static structure beside the ground plane: a voxel mesh at a few cm
         bg = splats.means[background].astype(np.float64)

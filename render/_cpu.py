@@ -62,12 +62,12 @@ def _prepare_numba_cache(source_dir: Path | None = None) -> Path | None:
     return fallback
 
 
-def _parallel(k, name: str, dtype, jobs: int):
-    """The prange kernel for float32; float64 (gradcheck, tests) runs the serial body over all ``jobs`` and
-    skips compiling a second parallel version."""
+def _parallel(k, name: str, dtype, jobs: int, serial_name: str | None = None):
+    """The prange kernel ``name`` for float32; float64 (gradcheck, tests) runs the serial body (``serial_name``,
+    default ``_{name}_range``) over all ``jobs`` and skips compiling a second parallel version."""
     if dtype == np.float32:
         return getattr(k, name)
-    serial = getattr(k, f"_{name}_range")
+    serial = getattr(k, serial_name or f"_{name}_range")
     return lambda *args: serial(0, jobs, *args)
 
 
@@ -149,8 +149,8 @@ class _Project(torch.autograd.Function):
         v_means, v_quats, v_scales, v_opacities = _empty((n, 3), dt), _empty((n, 4), dt), _empty((n, 3), dt), _empty(
             (n,), dt)  # fmt: skip
         v_view = _zeros((c, n, 12) if want_view else (1, 1, 12), dt)
-        kernels().project_bwd(
-            0, n, _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
+        _parallel(kernels(), "project_bwd", dt, n)(
+            _np(means), _np(quats), _np(scales), _np(opacities), _np(viewmats), _np(Ks), cfg.width, cfg.height,
             cfg.eps2d, cfg.antialiased, radii.numpy(), _np(v_means2d), _np(v_conics), _np(v_depths), _np(v_opac),
             want_view, v_means.numpy(), v_quats.numpy(), v_scales.numpy(), v_opacities.numpy(), v_view.numpy(),
         )  # fmt: skip
@@ -168,7 +168,9 @@ class _ShColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, sh, campos, radii, degree: int):
         out = _zeros((campos.shape[0], means.shape[0], 3), _NP[means.dtype])
-        kernels().sh_fwd(0, means.shape[0], _np(means), _np(sh), _np(campos), degree, radii.numpy(), out.numpy())
+        _parallel(kernels(), "sh_fwd_parallel", _NP[means.dtype], means.shape[0], "sh_fwd")(
+            _np(means), _np(sh), _np(campos), degree, radii.numpy(), out.numpy()
+        )
         ctx.save_for_backward(means, sh, campos, radii)
         ctx.degree = degree
         return out
@@ -180,8 +182,8 @@ class _ShColors(torch.autograd.Function):
         v_sh = _zeros(tuple(sh.shape), dt)
         v_means = _empty((means.shape[0], 3), dt)
         v_campos = _zeros((campos.shape[0], means.shape[0], 3), dt)
-        kernels().sh_bwd(
-            0, means.shape[0], _np(means), _np(sh), _np(campos), ctx.degree, radii.numpy(), _np(v_colors),
+        _parallel(kernels(), "sh_bwd_parallel", dt, means.shape[0], "sh_bwd")(
+            _np(means), _np(sh), _np(campos), ctx.degree, radii.numpy(), _np(v_colors),
             v_sh.numpy(), v_means.numpy(), v_campos.numpy(),
         )  # fmt: skip
         return v_means, v_sh, torch.from_numpy(v_campos.numpy().sum(1)), None, None

@@ -3,8 +3,9 @@
 Imported lazily by :mod:`render._cpu` (after the numba cache directory is set up). Every kernel is
 ``@njit(cache=True)``. The compositing passes (``raster_fwd``, ``raster_bwd``) are
 ``parallel=True`` drivers running ``prange`` over 16x16 tiles, each tile handled by a serial
-``_raster_*_range``; projection, SH, binning and the gradient reduction are serial (they cost a
-few ms, and every parallel kernel adds several seconds of first-call compile). Kernels are generic
+``_raster_*_range``; projection, SH and their backward passes run ``prange`` over chunks of 512
+splats; binning and the gradient reduction are serial (a few ms; every parallel kernel adds
+seconds to the first-call compile, which is cached on disk). Kernels are generic
 over float32 / float64: constants are built with ``dtype.type(...)`` so float32 inputs stay float32
 (speed); float64 (gradcheck) gets its own compiled version and runs the serial tile loops.
 
@@ -222,7 +223,7 @@ def project_fwd(
 
 
 @njit(cache=True)
-def project_bwd(
+def _project_bwd_range(
     lo, hi,
     means, quats, scales, opacities, viewmats, ks, width, height, eps2d, antialiased, radii,
     v_means2d, v_conics, v_depths, v_opac_eff,  # [C,N,2] [C,N,3] [C,N] [C,N]
@@ -376,6 +377,21 @@ def project_bwd(
         v_quats[g, 3] = (gz - dot * qz) * inv
 
 
+@njit(parallel=True, cache=True)
+def project_bwd(
+    means, quats, scales, opacities, viewmats, ks, width, height, eps2d, antialiased, radii,
+    v_means2d, v_conics, v_depths, v_opac_eff, want_view, v_means, v_quats, v_scales, v_opacities, v_view,
+):  # fmt: skip
+    """_project_bwd_range over all splats, in parallel chunks of 512 (each splat's outputs are its own)."""
+    n = means.shape[0]
+    for t in prange((n + 511) // 512):
+        _project_bwd_range(
+            t * 512, min(n, t * 512 + 512), means, quats, scales, opacities, viewmats, ks, width, height, eps2d,
+            antialiased, radii, v_means2d, v_conics, v_depths, v_opac_eff, want_view, v_means, v_quats, v_scales,
+            v_opacities, v_view,
+        )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------- spherical harmonics
 @njit(cache=True)
 def _sh_basis(x, y, z, one):  # unit direction -> 16 real SH values (3DGS order and signs)
@@ -503,6 +519,22 @@ def sh_bwd(lo, hi, means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_
         v_means[g, 0] = vmx
         v_means[g, 1] = vmy
         v_means[g, 2] = vmz
+
+
+@njit(parallel=True, cache=True)
+def sh_fwd_parallel(means, sh, campos, degree, radii, out):
+    """sh_fwd over all splats, in parallel chunks of 512."""
+    n = means.shape[0]
+    for t in prange((n + 511) // 512):
+        sh_fwd(t * 512, min(n, t * 512 + 512), means, sh, campos, degree, radii, out)
+
+
+@njit(parallel=True, cache=True)
+def sh_bwd_parallel(means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos):
+    """sh_bwd over all splats, in parallel chunks of 512 (each splat's outputs are its own)."""
+    n = means.shape[0]
+    for t in prange((n + 511) // 512):
+        sh_bwd(t * 512, min(n, t * 512 + 512), means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos)
 
 
 # ----------------------------------------------------------------------------------------- tile binning

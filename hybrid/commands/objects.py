@@ -32,6 +32,9 @@ def objects_command(
     ),
     clicks: list[str] = typer.Option([], "--click", help="i,u,v: pixel (u, v) of capture camera i on an object."),
     density: float = typer.Option(500.0, "--density", help="kg/m^3 used for the masses of detected objects."),
+    refine: bool = typer.Option(
+        True, "--refine/--no-refine", help="After --detect: give objects the splats the capture views show inside them."
+    ),
     merge: list[str] = typer.Option([], "--merge", help="a,b[,c...][=name]: merge objects into one."),
     rename: list[str] = typer.Option([], "--rename", help="old=new"),
     sheet: Path | None = typer.Option(None, "--sheet", help="Contact-sheet PNG (default SCENE/objects.png)."),
@@ -47,7 +50,7 @@ def objects_command(
     from rich.console import Console
     from rich.table import Table
 
-    from hybrid.objects import click_seed, contact_sheet, object_table
+    from hybrid.objects import click_seed, contact_sheet, object_table, refine_with_views
     from physics.segment import SegmentConfig, merge_objects, rename_object, segment_scene
     from scenes import load_scene, save_scene
     from scenes.errors import ShapeError
@@ -67,6 +70,10 @@ def objects_command(
     if detect or points:
         cfg = SegmentConfig(density=density)
         loaded = segment_scene(loaded, cfg, np.array(points) if points else None)
+        if refine and loaded.capture_cameras and loaded.objects:
+            loaded, added = refine_with_views(loaded, backend=backend)
+            if not as_json:
+                typer.echo(f"refined with the capture views: {sum(added.values())} splats joined their objects")
         changed = True
     for m in merge:
         names, _, new = m.partition("=")

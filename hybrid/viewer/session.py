@@ -42,12 +42,15 @@ _DRAG_PIXELS = 100.0  # a drag this long pushes with the set strength; shorter o
 class ViewerSettings:
     """How a viewer session renders and steps; fixed at start (the panel changes the live values)."""
 
-    splat_path: str = "gl"  # "gl" (GL quads) or "raster" (render.rasterize image), as RenderSettings
+    splat_path: str = "gl"  # "gl" (GL quads), "raster" (render.rasterize image) or "cpu" (numba), as RenderSettings
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour where nothing is drawn
     render_scale: float | None = None  # internal render size / view size; None: 1 on a GPU, <= 640x360 on a CPU GL
     push_strength: float = 1.0  # N s of a modifier-click push (the panel's slider)
     max_step: float = 0.25  # s: the longest physics step one frame takes (a slow frame runs in slow motion)
     shadows: bool = True  # shadow map for meshes (spawned assets)
+    splat_scale: float = 1.0  # cpu splat path: splat resolution / render resolution (RenderSettings.splat_scale)
+    splat_budget_ms: float | None = None  # cpu splat path: choose splat_scale each frame for this budget
+    min_splat_scale: float = 0.25  # cpu splat path with a budget: the lowest scale
 
     def __post_init__(self) -> None:
         if self.render_scale is not None and not 0.05 <= self.render_scale <= 1.0:
@@ -96,8 +99,10 @@ class ViewerSession:
         self._mesh_cache: dict[Path, Mesh] = {}
         self._last_poses: np.ndarray | None = None
         self._last_names: tuple[str, ...] = ()
-        rs = RenderSettings(splat_path=self.settings.splat_path, background=self.settings.background,
-                            shadows=self.settings.shadows)  # fmt: skip
+        vs = self.settings
+        rs = RenderSettings(splat_path=vs.splat_path, background=vs.background, shadows=vs.shadows,
+                            splat_scale=vs.splat_scale, splat_budget_ms=vs.splat_budget_ms,
+                            min_splat_scale=vs.min_splat_scale)  # fmt: skip
         self.renderer = Renderer(ctx, 16, 16, rs)
         self.renderer.set_splats(scene.splats)
         self.outline = OutlinePass(ctx)

@@ -56,25 +56,110 @@ def splat_normals(
     quats: np.ndarray,  # [N, 4] wxyz
     scales: np.ndarray,  # [N, 3] standard deviations
     cameras: list[Camera] | tuple[Camera, ...] = (),
+    opacities: np.ndarray | None = None,  # [N] in [0, 1]: with it, only cameras that see a splat vote
+    *,
+    backend: str | None = None,
+    max_cameras: int = 24,  # cameras used for the visibility test (evenly spread)
+    max_width: int = 200,  # the visibility test renders each camera at most this wide
 ) -> np.ndarray:  # [N, 3] float32 unit normals
     """Each splat's shortest axis, flipped to face the cameras that see its front (+Z without cameras).
 
-    The sign is the majority vote over ``cameras`` of ``sign(n . (c - mu))``; a splat seen from
-    both sides keeps the side most cameras see.
+    The sign is the majority vote of ``sign(n . (c - mu))`` over the cameras that *see* the splat
+    (its centre within a tolerance of the depth rendered from that camera with ``render.rasterize``):
+    a camera behind a box face would vote for the inside, and off-centre boxes have more of the
+    orbit behind a face than in front of it. Without ``opacities`` (or for splats no camera
+    sees) all cameras vote.
     """
     means = np.asarray(means, np.float64)
     R = quat_to_matrix(np.asarray(quats, np.float64))  # [N, 3, 3], columns = splat axes
     k = np.argmin(np.asarray(scales), axis=1)
     n = R[np.arange(len(means)), :, k]  # [N, 3]
     if len(cameras):
-        votes = np.zeros(len(means))
-        for cam in cameras:
-            votes += np.sign(np.einsum("nc,nc->n", n, cam.position[None] - means))
+        facing = np.stack([np.sign(np.einsum("nc,nc->n", n, cam.position[None] - means)) for cam in cameras])
+        votes = facing.sum(axis=0)
+        if opacities is not None and len(means):
+            cams = list(cameras)
+            pick = np.unique(np.linspace(0, len(cams) - 1, min(max_cameras, len(cams))).round().astype(int))
+            seen_votes = np.zeros(len(means))
+            seen_any = np.zeros(len(means), bool)
+            for ci in pick:
+                seen = _seen_by(means, n, quats, scales, opacities, cams[ci], max_width, backend)
+                seen_votes += np.where(seen, facing[ci], 0.0)
+                seen_any |= seen
+            votes = np.where(seen_any & (seen_votes != 0), seen_votes, votes)
+            n = np.where((votes < 0)[:, None], -n, n)
+            return _propagate_orientation(means, n, np.where(seen_any, np.abs(seen_votes), 0.0)).astype(np.float32)
         flip = votes < 0
     else:
         flip = n[:, 2] < 0
     n[flip] *= -1.0
     return n.astype(np.float32)
+
+
+def _propagate_orientation(means: np.ndarray, n: np.ndarray, conf: np.ndarray, k: int = 12, rounds: int = 2):
+    """Splats with little evidence (seen by < 3 cameras, or whose votes tie) take the side of their surface.
+
+    Neighbours with a nearly parallel axis vote with their confidence (the number of cameras
+    that saw them); a face's edge or a rarely seen corner then follows the rest of the face.
+    """
+    from scipy.spatial import cKDTree
+
+    weak = np.nonzero(conf < 3)[0]
+    if len(weak) == 0 or len(means) < 2:
+        return n
+    _, idx = cKDTree(means).query(means[weak], k=min(k, len(means)))
+    conf = conf.astype(np.float64).copy()
+    for _ in range(rounds):
+        nb = n[idx]  # [W, k, 3]
+        dots = np.einsum("wkc,wc->wk", nb, n[weak])
+        w = np.where(np.abs(dots) > 0.7, conf[idx], 0.0)
+        score = (w * np.sign(dots)).sum(axis=1)
+        flip = score < -conf[weak]
+        n[weak[flip]] *= -1.0
+        conf[weak] = np.maximum(conf[weak], np.abs(score) / max(k, 1))
+    return n
+
+
+def _seen_by(means, axes, quats, scales, opacities, cam: Camera, max_width: int, backend) -> np.ndarray:  # [N] bool
+    """Splats whose surface ``cam`` sees: in view, at the rendered depth, and with the rendered normal.
+
+    Each splat's axis, turned towards the camera, is rendered as a colour with its depth
+    (``render.rasterize``, "RGB+ED"); a splat counts as seen where the pixel under its centre
+    shows its depth (within a pixel footprint) and its own normal: near a box's far top edge
+    the side face's splats sit at the top face's depth, but the pixel shows the top's normal.
+    """
+    import torch
+
+    from render.rasterize import rasterize
+
+    f = min(1.0, max_width / cam.width)
+    w, h = max(int(round(cam.width * f)), 8), max(int(round(cam.height * f)), 8)
+    K = cam.K.astype(np.float64).copy()
+    K[0] *= w / cam.width
+    K[1] *= h / cam.height
+    to_cam = cam.position[None] - means
+    oriented = np.where((np.einsum("nc,nc->n", axes, to_cam) < 0)[:, None], -axes, axes)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    res = rasterize(t(means), t(quats), t(scales), t(opacities), t(0.5 + 0.5 * oriented), t(cam.viewmat[None]),
+                    t(K[None]), w, h, render_mode="RGB+ED", backend=backend)  # fmt: skip
+    alpha = res.alphas[0, ..., 0].numpy()
+    normal_img = (res.colors[0].numpy().astype(np.float64) / np.maximum(alpha[..., None], 1e-6) - 0.5) * 2.0
+    depth = res.depths[0, ..., 0].numpy().astype(np.float64)
+    p = means @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
+    z = p[:, 2]
+    ok = z > 1e-3
+    zs = np.where(ok, z, 1.0)
+    u = np.floor(K[0, 0] * p[:, 0] / zs + K[0, 2]).astype(np.int64)
+    v = np.floor(K[1, 1] * p[:, 1] / zs + K[1, 2]).astype(np.int64)
+    ok &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    seen = np.zeros(len(means), bool)
+    i = np.nonzero(ok)[0]
+    d = depth[v[i], u[i]]
+    nr = normal_img[v[i], u[i]]
+    agree = np.einsum("nc,nc->n", nr, oriented[i]) > 0.8 * np.maximum(np.linalg.norm(nr, axis=1), 1e-6)
+    tol = 2.0 * z[i] / K[0, 0] + 2.0 * np.asarray(scales)[i].max(axis=1) + 0.01 * z[i]
+    seen[i] = (alpha[v[i], u[i]] > 0.5) & (np.abs(z[i] - d) <= tol) & agree
+    return seen
 
 
 def hemisphere_directions(n: int, min_elevation_deg: float = 10.0) -> np.ndarray:  # [n, 3]
@@ -336,6 +421,43 @@ def _face_ratio(groups, normals, g, logc, ratios) -> list[float] | None:
     return out
 
 
+def _shadow_strength(means, lum, normals, vis, ndl, ratio: float, seed: int, anchors: int = 4000,
+                     min_samples: int = 50) -> float | None:  # fmt: skip
+    """Fraction of the sun a cast shadow removes, from shadowed splats against lit ones nearby.
+
+    For splats in shadow (visibility ~0, facing the light) the log luminance minus the median of
+    lit splats on the same surface within a few spacings is the shadow's log contrast plus a
+    texture difference of median ~0; each anchor gives ``k`` from
+    ``log(1 + r n.l (1 - k)) - log(1 + r n.l)``, and the median over anchors is returned (None
+    with fewer than ``min_samples`` anchors: no usable cast shadow).
+    """
+    from scipy.spatial import cKDTree
+
+    if ratio <= 1e-6:
+        return None
+    shadowed = np.nonzero((vis < 0.05) & (ndl > 0.2))[0]
+    if len(shadowed) < min_samples:
+        return None
+    rng = np.random.default_rng(seed)
+    if len(shadowed) > anchors:
+        shadowed = rng.choice(shadowed, anchors, replace=False)
+    tree = cKDTree(means)
+    dist, _ = tree.query(means[shadowed], k=2)
+    radius = 8.0 * float(np.median(dist[:, 1]))
+    ks = []
+    for a, js in zip(shadowed, tree.query_ball_point(means[shadowed], radius), strict=True):
+        js = np.asarray(js, np.int64)
+        js = js[(vis[js] > 0.95) & (np.abs(normals[js] @ normals[a]) > 0.95)]
+        if len(js) < 3:
+            continue
+        d = lum[a] - np.median(lum[js])
+        g = ratio * ndl[a]
+        ks.append(1.0 - (np.exp(d) * (1.0 + g) - 1.0) / g)
+    if len(ks) < min_samples:
+        return None
+    return float(np.clip(np.median(ks), 0.05, 1.0))
+
+
 @dataclass(frozen=True)
 class LightEstimate:
     """What :func:`estimate_light` found, with its evidence."""
@@ -458,6 +580,9 @@ def estimate_light(
             per_channel.append(fit((logc[i, ch] - logc[j, ch]).astype(np.float32), [strength])[0])
     if faces is not None:  # the shadow contrast (ratio x strength) from the pairs, with the faces' ratio
         strength = float(np.clip(r_pairs * strength / max(float(np.mean(per_channel)), 1e-6), 0.05, 1.0))
+    direct = _shadow_strength(means, lum, normals64, vis_best, ndl, float(np.mean(per_channel)), seed)
+    if direct is not None:  # measured across the shadow boundaries themselves: preferred when there are enough
+        strength = direct
     r = np.asarray(per_channel)
     ambient = 1.0 / (1.0 + r)
     sun = r / (1.0 + r)
@@ -499,7 +624,7 @@ class Relighting:
         if len(s) == 0:
             raise ShapeError("Relighting.fit: the scene has no splats")
         quats = s.unit_quats
-        normals = splat_normals(s.means, quats, s.scales, scene.capture_cameras)
+        normals = splat_normals(s.means, quats, s.scales, scene.capture_cameras, s.opacities, backend=backend)
         frame = ShadowFrame.for_scene(scene, resolution)
         if light is None:
             groups = [o.splat_indices for o in scene.objects]

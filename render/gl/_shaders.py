@@ -12,8 +12,19 @@ __all__ = ["shader_source", "build_program"]
 
 @cache
 def shader_source(name: str) -> str:
-    """The text of ``render/gl/shaders/<name>``."""
-    return resources.files("render.gl").joinpath("shaders", name).read_text(encoding="utf-8")
+    """The text of ``render/gl/shaders/<name>``, with each ``#include "file"`` line replaced by that file's text."""
+    text = resources.files("render.gl").joinpath("shaders", name).read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#include"):
+            included = stripped[len("#include") :].strip().strip('"')
+            if not included or included == name:
+                raise BackendError(f"shader {name}: bad include line {line!r}")
+            lines.append(shader_source(included))
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def build_program(ctx, vertex: str, fragment: str | None = None, varyings: tuple[str, ...] = ()):

@@ -9,8 +9,10 @@ scene content (one splat set, any number of meshes with their poses, the light).
 2. the meshes with depth, Lambert + ambient shading and 3x3 PCF shadows, writing colour and
    view depth;
 3. the splats depth-tested against the meshes and blended back to front (premultiplied alpha),
-   either as GL quads (``splat_path="gl"``) or as a ``render.rasterize`` image uploaded as a
-   texture (``splat_path="raster"``).
+   either as GL quads (``splat_path="gl"``), as a ``render.rasterize`` image uploaded as a
+   texture (``splat_path="raster"``), or as an image composited by numba on the CPU for software
+   GL such as llvmpipe (``splat_path="cpu"``, :mod:`render.gl.cpu_splats`), optionally at a lower
+   internal resolution (``splat_scale``, or ``splat_budget_ms`` to choose it each frame).
 
 The result stays on the GPU: :meth:`Renderer.present` draws it to a window's framebuffer (the
 viewer), :meth:`Renderer.read` copies it to numpy (scripts, tests, video).
@@ -24,8 +26,9 @@ import numpy as np
 
 from render.gl._shaders import build_program
 from render.gl.camera import depth_coefficients, gl_projection
+from render.gl.cpu_splats import CPUSplatLayer
 from render.gl.meshes import Mesh, transform_bounds
-from render.gl.splat_layer import GLSplatLayer
+from render.gl.splat_layer import GLSplatLayer, SplatShadow
 from scenes._deps import require
 from scenes.errors import BackendError, ShapeError
 from scenes.scene import Light
@@ -33,7 +36,7 @@ from scenes.splats import Splats
 
 __all__ = ["RenderSettings", "Renderer", "Frame", "SPLAT_PATHS"]
 
-SPLAT_PATHS = ("gl", "raster")
+SPLAT_PATHS = ("gl", "raster", "cpu")
 RASTER_OCCLUSION = ("auto", "limit", "depth_test")
 
 
@@ -41,7 +44,8 @@ RASTER_OCCLUSION = ("auto", "limit", "depth_test")
 class RenderSettings:
     """How a :class:`Renderer` draws; fixed for its lifetime (make a new renderer to change it)."""
 
-    splat_path: str = "gl"  # "gl": instanced GL quads; "raster": render.rasterize image composited as a texture
+    splat_path: str = "gl"  # "gl": instanced GL quads; "raster": render.rasterize image composited as a texture;
+    # "cpu": numba compositing on the CPU (render.gl.cpu_splats), the fast path on software GL (llvmpipe)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour where nothing is drawn
     near: float = 0.01  # splats nearer than this are dropped (gsplat's near plane); GL near plane too
     far: float = 1000.0  # GL far plane for meshes, metres; splats beyond it are still drawn, behind everything
@@ -54,6 +58,9 @@ class RenderSettings:
     raster_backend: str | None = None  # raster path: render.rasterize backend; None picks the best available
     raster_occlusion: str = "auto"  # raster path vs meshes: "limit" (depth_limit, exact), "depth_test" (expected
     # depth tested per pixel), "auto" (limit where the backend has it: cpu, reference; gsplat has not)
+    splat_scale: float = 1.0  # cpu path: internal splat resolution / output resolution, in (0, 1]; upscaled bilinearly
+    splat_budget_ms: float | None = None  # cpu path: choose splat_scale each frame to keep the splat layer in this time
+    min_splat_scale: float = 0.25  # cpu path with a budget: the lowest scale it may choose
 
     def __post_init__(self) -> None:
         if self.splat_path not in SPLAT_PATHS:
@@ -64,6 +71,13 @@ class RenderSettings:
             )
         if not 0 < self.near < self.far:
             raise ShapeError(f"RenderSettings: need 0 < near < far, got near={self.near}, far={self.far}")
+        if not 0 < self.min_splat_scale <= self.splat_scale <= 1:
+            raise ShapeError(
+                f"RenderSettings: need 0 < min_splat_scale <= splat_scale <= 1, got min_splat_scale="
+                f"{self.min_splat_scale}, splat_scale={self.splat_scale}"
+            )
+        if self.splat_budget_ms is not None and not self.splat_budget_ms > 0:
+            raise ShapeError(f"RenderSettings.splat_budget_ms must be > 0 ms or None, got {self.splat_budget_ms}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,12 +121,21 @@ class Renderer:
         self._fullscreen_vao = ctx.vertex_array(self._composite_prog, [])
         self._present_vao = ctx.vertex_array(self._present_prog, [])
         self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg, sort=self.settings.sort)
+        self.cpu_splats = CPUSplatLayer()  # used by splat_path="cpu"
+        self.splat_scale = self.settings.splat_scale  # cpu path: current internal scale (budget-driven if set)
+        self.splat_size = (0, 0)  # cpu path: internal splat resolution of the last frame
+        self.splat_ms = 0.0  # cpu path: CPU time of the last splat image, ms
+        self._shade_prog = None  # cpu path with shadows: per-splat shadow factors by transform feedback
+        self._shade_key = None
+        self._shade_objs: tuple = ()
         # bound while our framebuffers are released (binding back a deleted one is a GL error)
         self._home_fbo = ctx.screen if ctx.screen is not None else ctx.detect_framebuffer(0)
         self._splats: Splats | None = None
         self._splat_means: np.ndarray | None = None
         self._splat_quats: np.ndarray | None = None
         self._splat_version = 0  # bumped on every change, keys the raster path's tensor cache
+        self._splat_body: np.ndarray | None = None  # set_splat_rotations: [N] body of each splat
+        self._splat_rot: np.ndarray | None = None  # and [B, 3, 3] rotations since rest
         self._raster_cache_key = None
         self._raster_cache: dict = {}
         self._meshes: dict[int, _MeshEntry] = {}
@@ -157,8 +180,12 @@ class Renderer:
         self._splat_version += 1
         self._splat_means = None if splats is None else splats.means
         self._splat_quats = None if splats is None else splats.unit_quats
+        self._splat_body = self._splat_rot = None
+        self.cpu_splats.body_of_splat = self.cpu_splats.rotations = None
         if self.settings.splat_path == "gl":
             self.splat_layer.set_splats(splats)
+        elif self.settings.splat_path == "cpu":
+            self.cpu_splats.set_splats(splats)
 
     def update_splats(
         self,
@@ -182,6 +209,36 @@ class Renderer:
         self._splat_version += 1
         if self.settings.splat_path == "gl":
             self.splat_layer.update(means, quats)
+        elif self.settings.splat_path == "cpu":
+            self.cpu_splats.update(means, quats)
+
+    def set_splat_rotations(
+        self,
+        body_of_splat: np.ndarray | None,  # [N] int: the body (object) of each splat, -1 for none; None: clear
+        rotations: np.ndarray | None = None,  # [B, 3, 3] each body's rotation since its rest pose
+    ) -> None:
+        """View-dependent colour of moved objects: splat i's SH, kept as captured at rest, are evaluated
+        with the view direction rotated into its body's rest frame, ``R[body]^T d`` (the colour of the
+        rotated SH, as ``physics.SplatRig.colors`` gives it). Call after :meth:`update_splats`."""
+        if self._splats is None:
+            raise ShapeError("set_splat_rotations: no splats set; call set_splats first")
+        n = len(self._splats)
+        if body_of_splat is None:
+            self._splat_body = self._splat_rot = None
+        else:
+            body = np.asarray(body_of_splat, np.int64)
+            rot = np.asarray(rotations, np.float64)
+            if body.shape != (n,):
+                raise ShapeError(f"set_splat_rotations: body_of_splat must be [{n}], got shape {body.shape}")
+            if rot.ndim != 3 or rot.shape[1:] != (3, 3) or not np.isfinite(rot).all():
+                raise ShapeError(f"set_splat_rotations: rotations must be finite [B, 3, 3], got shape {rot.shape}")
+            if body.size and (body.min() < -1 or body.max() >= len(rot)):
+                raise ShapeError(f"set_splat_rotations: body indices must lie in -1..{len(rot) - 1}")
+            self._splat_body, self._splat_rot = body, rot
+        if self.settings.splat_path == "gl":
+            self.splat_layer.set_rotations(self._splat_body, self._splat_rot)
+        elif self.settings.splat_path == "cpu":
+            self.cpu_splats.body_of_splat, self.cpu_splats.rotations = self._splat_body, self._splat_rot
 
     def add_mesh(self, mesh: Mesh, model: np.ndarray | None = None) -> int:
         """Add an opaque mesh with pose ``model [4, 4]`` (mesh -> world, identity by default); returns its id."""
@@ -244,6 +301,11 @@ class Renderer:
         visible = [e for e in self._meshes.values() if e.visible]
 
         light_vp = self._shadow_pass(visible) if s.shadows else None
+        shadow = None
+        if light_vp is not None:
+            _, radiance, ambient = self._light_params()
+            bias = 3.0 * s.shadow_bias  # the mesh shader's slope-scaled bias at n.l ~ 0.5
+            shadow = SplatShadow(self._shadow_tex, light_vp, bias, ambient, radiance)
 
         self._fbo.use()
         ctx.viewport = (0, 0, self.width, self.height)
@@ -256,9 +318,16 @@ class Renderer:
 
         self._color_fbo.use()
         if s.splat_path == "gl":
-            self.splat_layer.draw(viewmat, K, self.width, self.height, depth_ab, near=s.near, eps2d=s.eps2d)
+            self.splat_layer.draw(
+                viewmat, K, self.width, self.height, depth_ab, near=s.near, eps2d=s.eps2d, shadow=shadow
+            )
         elif self._splats is not None and len(self._splats):
-            self._raster_pass(viewmat, K, depth_ab, bool(visible))
+            if s.splat_path == "cpu":
+                self.cpu_splats.shade = self._shadow_factors(shadow) if shadow is not None else None
+                self._color_fbo.use()
+                self._cpu_pass(viewmat, K, bool(visible))
+            else:
+                self._raster_pass(viewmat, K, depth_ab, bool(visible), shadow)
 
     def _light_params(self):
         light = self.light
@@ -269,7 +338,8 @@ class Renderer:
 
     def _shadow_pass(self, visible: list[_MeshEntry]) -> np.ndarray | None:
         casters = [e for e in visible if e.mesh.cast_shadows and e.mesh.lit is not None]
-        if not casters or not any(e.mesh.lit for e in visible):
+        has_splats = self._splats is not None and len(self._splats) > 0
+        if not casters or not (has_splats or any(e.mesh.lit for e in visible)):
             return None
         moderngl = require("moderngl", "GL rendering")
         direction, _, _ = self._light_params()
@@ -351,12 +421,11 @@ class Renderer:
             self._raster_cache_key = key
         return self._raster_cache
 
-    def _raster_pass(self, viewmat, K, depth_ab, has_meshes: bool) -> None:
+    def _raster_pass(self, viewmat, K, depth_ab, has_meshes: bool, shadow: SplatShadow | None = None) -> None:
         import torch
 
         from render.rasterize import rasterize  # the other splat path; imported only when chosen
 
-        moderngl = require("moderngl", "GL rendering")
         s = self.settings
         backend = self.raster_backend()
         device = "cuda" if backend == "gsplat" else "cpu"
@@ -369,13 +438,30 @@ class Renderer:
         depth_test = has_meshes and occlusion == "depth_test"
         if has_meshes and not depth_test:
             kwargs["depth_limit"] = torch.from_numpy(self._read_view_z())[None].to(device)
+        inputs = dict(self._raster_inputs(device))
+        sh_degree = self._splats.sh_degree
+        rotated = self._splat_body is not None and sh_degree > 0
+        if shadow is not None or rotated:  # colours for this view: SH evaluated here (rest frames), shadowed
+            from render.gl.cpu_splats import rest_frame_points
+            from render.sh import sh_to_color
+
+            campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+            points = np.asarray(self._splat_means, np.float32)
+            if rotated:
+                points = rest_frame_points(points, campos, self._splat_body, self._splat_rot)
+            dirs = torch.from_numpy(points - campos.astype(np.float32)).to(device)
+            color = sh_to_color(sh_degree, dirs, inputs["colors"])
+            if shadow is not None:
+                color = color * torch.from_numpy(self._shadow_factors(shadow).copy()).to(device)
+            inputs["colors"] = color
+            sh_degree = None
         result = rasterize(
-            **self._raster_inputs(device),
+            **inputs,
             viewmats=torch.from_numpy(viewmat.astype(np.float32))[None].to(device),
             Ks=torch.from_numpy(K.astype(np.float32))[None].to(device),
             width=self.width,
             height=self.height,
-            sh_degree=self._splats.sh_degree,
+            sh_degree=sh_degree,
             render_mode="RGB+ED",
             near_plane=s.near,
             eps2d=s.eps2d,
@@ -386,7 +472,72 @@ class Renderer:
         alpha = result.alphas[0].detach().float().cpu().numpy()
         depth = result.depths[0].detach().float().cpu().numpy()
         rgba = np.ascontiguousarray(np.concatenate([color, alpha], axis=-1))
-        size = (self.width, self.height)
+        self._composite_image(rgba, depth if depth_test else None, depth_ab)
+
+    def _cpu_pass(self, viewmat, K, has_meshes: bool) -> None:
+        import time
+
+        s = self.settings
+        scale = self.splat_scale
+        w, h = max(1, round(self.width * scale)), max(1, round(self.height * scale))
+        sx, sy = w / self.width, h / self.height
+        K_low = np.diag([sx, sy, 1.0]) @ K  # pixel edges scale exactly: the same view at w x h
+        limit = None
+        if has_meshes:
+            full = self._read_view_z()
+            if (w, h) == (self.width, self.height):
+                limit = full
+            else:  # nearest: the mesh depth at each internal pixel's centre
+                rows = np.minimum(((np.arange(h) + 0.5) / sy).astype(np.int64), self.height - 1)
+                cols = np.minimum(((np.arange(w) + 0.5) / sx).astype(np.int64), self.width - 1)
+                limit = full[rows[:, None], cols[None, :]]
+        t0 = time.perf_counter()
+        rgba = self.cpu_splats.render(viewmat, K_low, w, h, limit, near=s.near, eps2d=s.eps2d)
+        self.splat_ms = 1000 * (time.perf_counter() - t0)
+        self.splat_size = (w, h)
+        self._composite_image(rgba, None, None)
+        if s.splat_budget_ms is not None:  # next frame's scale: time ~ pixels, damped, in 1/32 steps
+            step = float(np.clip(np.sqrt(s.splat_budget_ms / max(self.splat_ms, 1e-3)), 0.8, 1.25))
+            target = float(np.clip(scale * step, s.min_splat_scale, 1.0))
+            self.splat_scale = max(s.min_splat_scale, min(1.0, round(target * 32) / 32))
+
+    def _shadow_factors(self, shadow: SplatShadow) -> np.ndarray:  # [N, 3] float32
+        """Each splat centre's shadow factor (the GL path's formula), by a transform-feedback pass."""
+        moderngl = require("moderngl", "GL rendering")
+        ctx = self.ctx
+        if self._shade_prog is None:
+            self._shade_prog = build_program(ctx, "splat_shadow.vert", varyings=("out_factor",))
+        n = len(self._splats)
+        if self._shade_key != self._splat_version:
+            for obj in self._shade_objs:
+                obj.release()
+            src = ctx.buffer(np.ascontiguousarray(self._splat_means, np.float32).tobytes())
+            dst = ctx.buffer(reserve=12 * n)
+            vao = ctx.vertex_array(self._shade_prog, [(src, "3f", "in_position")])
+            self._shade_objs = (vao, src, dst)
+            self._shade_key = self._splat_version
+        vao, _, dst = self._shade_objs
+        prog = self._shade_prog
+        shadow.texture.use(0)
+        prog["u_shadow_map"].value = 0
+        prog["u_shadows"].value = True
+        prog["u_light_vp"].write(_mat(shadow.light_vp))
+        prog["u_shadow_bias"].value = shadow.bias
+        prog["u_ambient"].value = tuple(float(v) for v in shadow.ambient)
+        prog["u_light_radiance"].value = tuple(float(v) for v in shadow.radiance)
+        vao.transform(dst, mode=moderngl.POINTS, vertices=n)
+        return np.frombuffer(dst.read(), np.float32).reshape(n, 3)
+
+    def _composite_image(self, rgba: np.ndarray, depth: np.ndarray | None, depth_ab) -> None:
+        """Blend an [h, w, 4] premultiplied image (row 0 = top) over the frame, bilinearly scaled to it.
+
+        With ``depth`` (expected view depth [h, w]) each pixel is depth-tested against the meshes;
+        without, the image was already limited to the mesh depth and is blended everywhere.
+        """
+        moderngl = require("moderngl", "GL rendering")
+        depth_test = depth is not None
+        h, w = rgba.shape[:2]
+        size = (w, h)
         if self._raster_tex is None or self._raster_tex.size != size:
             for tex in (self._raster_tex, self._raster_depth_tex):
                 if tex is not None:
@@ -395,8 +546,12 @@ class Renderer:
             self._raster_depth_tex = self.ctx.texture(size, 1, dtype="f4")
             for tex in (self._raster_tex, self._raster_depth_tex):
                 tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self._raster_tex.write(rgba.tobytes())
-        self._raster_depth_tex.write(np.ascontiguousarray(depth).tobytes())
+                tex.repeat_x = tex.repeat_y = False
+        scaled = size != (self.width, self.height)
+        self._raster_tex.filter = (moderngl.LINEAR, moderngl.LINEAR) if scaled else (moderngl.NEAREST, moderngl.NEAREST)
+        self._raster_tex.write(np.ascontiguousarray(rgba, np.float32).tobytes())
+        if depth_test:
+            self._raster_depth_tex.write(np.ascontiguousarray(depth, np.float32).tobytes())
         ctx = self.ctx
         prog = self._composite_prog
         self._raster_tex.use(0)
@@ -404,7 +559,7 @@ class Renderer:
         prog["u_color"].value = 0
         prog["u_depth"].value = 1
         prog["u_depth_test"].value = depth_test
-        prog["u_depth_ab"].value = depth_ab
+        prog["u_depth_ab"].value = depth_ab if depth_ab is not None else (0.0, 1.0)
         ctx.enable(moderngl.BLEND)
         ctx.blend_func = (moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA)
         if depth_test:
@@ -471,6 +626,9 @@ class Renderer:
         self._unbind((self._shadow_fbo,))
         self._release_targets()
         self.splat_layer.release()
+        for obj in (*self._shade_objs, self._shade_prog):
+            if obj is not None:
+                obj.release()
         for obj in (
             self._fullscreen_vao,
             self._present_vao,

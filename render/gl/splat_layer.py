@@ -15,17 +15,30 @@ without a round trip, on every turn of the view.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from render.gl._shaders import build_program, shader_source
 from scenes.errors import BackendError, ShapeError
 from scenes.splats import Splats
 
-__all__ = ["GLSplatLayer", "SORT_MODES", "is_software_renderer"]
+__all__ = ["GLSplatLayer", "SORT_MODES", "SplatShadow", "is_software_renderer"]
 
 SORT_MODES = ("auto", "cpu", "gpu")
 _SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "lavapipe", "software")
 _SORT_GROUP = 256  # local size of the sort compute shaders
+
+
+@dataclass(frozen=True, eq=False)
+class SplatShadow:
+    """What the splat passes need to darken splats in mesh shadows."""
+
+    texture: object  # the renderer's depth texture (compare mode on) of the shadow map
+    light_vp: np.ndarray  # [4, 4] world -> light clip
+    bias: float  # light-space depth bias
+    ambient: np.ndarray  # [3]
+    radiance: np.ndarray  # [3] light colour * intensity
 
 
 def is_software_renderer(ctx) -> bool:
@@ -96,6 +109,9 @@ class GLSplatLayer:
         self._sh_stride = 1
         self._sorted_forward = None  # forward axis of the last sort
         self.sort_count = 0  # number of sorts done (for tests and stats)
+        self._scales = np.zeros((0, 3), np.float32)
+        self._body = None  # [N] int32 body of each splat (-1 none), or None: SH in the world frame
+        self._rot_tex = None
 
     # ------------------------------------------------------------------ data
     def set_splats(self, splats: Splats | None) -> None:
@@ -118,7 +134,9 @@ class GLSplatLayer:
         self._opacities = splats.opacities.astype(np.float32)
         self._tex["mean_opacity"] = self._texture(np.concatenate([splats.means, self._opacities[:, None]], 1))
         self._tex["quat"] = self._texture(splats.unit_quats.astype(np.float32))
-        self._tex["scale"] = self._texture(np.concatenate([splats.scales, np.zeros((n, 1), np.float32)], 1))
+        self._scales = np.asarray(splats.scales, np.float32)
+        self._body = None
+        self._tex["scale"] = self._texture(np.concatenate([self._scales, np.zeros((n, 1), np.float32)], 1))
         sh = splats.sh.reshape(n, -1)
         sh = np.concatenate([sh, np.zeros((n, 4 * stride - sh.shape[1]), np.float32)], 1)
         self._sh_stride = stride
@@ -162,6 +180,40 @@ class GLSplatLayer:
             if (norms == 0).any():
                 raise ShapeError(f"update: {int((norms == 0).sum())} zero-length quaternion(s)")
             self._tex["quat"].write(_pad(quats / norms, self.count).tobytes())
+
+    def set_rotations(
+        self,
+        body_of_splat: np.ndarray | None,  # [N] int: body of each splat, -1 for none; None clears
+        rotations: np.ndarray | None = None,  # [B, 3, 3] each body's rotation since rest
+    ) -> None:
+        """View-dependent colour of moved objects: SH evaluated at ``R[body]^T d`` (see SplatRig.colors)."""
+        if body_of_splat is None:
+            if self._body is not None and self.count:
+                rest = np.concatenate([self._scales, np.zeros((self.count, 1), np.float32)], 1)
+                self._tex["scale"].write(_pad(rest, self.count).tobytes())
+            self._body = None
+            return
+        body = np.asarray(body_of_splat, np.int64)
+        rot = np.asarray(rotations, np.float32)
+        if body.shape != (self.count,):
+            raise ShapeError(f"set_rotations: body_of_splat must be [{self.count}], got shape {body.shape}")
+        if rot.ndim != 3 or rot.shape[1:] != (3, 3) or not np.isfinite(rot).all():
+            raise ShapeError(f"set_rotations: rotations must be finite [B, 3, 3], got shape {rot.shape}")
+        if body.size and (body.min() < -1 or body.max() >= len(rot)):
+            raise ShapeError(f"set_rotations: body indices must lie in -1..{len(rot) - 1}")
+        if self._body is None or not np.array_equal(body, self._body):
+            w = (body + 1).astype(np.float32)[:, None]
+            self._tex["scale"].write(_pad(np.concatenate([self._scales, w], 1), self.count).tobytes())
+            self._body = body.astype(np.int32)
+        rows = np.concatenate([rot.reshape(-1, 3), np.zeros((3 * len(rot), 1), np.float32)], 1)
+        if len(rows) == 0:
+            rows = np.zeros((1, 4), np.float32)
+        if self._rot_tex is None or self._rot_tex.size != (_TEX_WIDTH, _rows(len(rows))):
+            if self._rot_tex is not None:
+                self._rot_tex.release()
+            self._rot_tex = self._texture(rows)
+        else:
+            self._rot_tex.write(_pad(rows, len(rows)).tobytes())
 
     def _texture(self, data: np.ndarray):
         tex = self.ctx.texture((_TEX_WIDTH, _rows(len(data))), 4, _pad(data, len(data)).tobytes(), dtype="f4")
@@ -241,8 +293,12 @@ class GLSplatLayer:
         near: float = 0.01,
         far: float = 1e10,
         eps2d: float = 0.3,
+        shadow: SplatShadow | None = None,
     ) -> None:
-        """Project and blend the splats into the currently bound framebuffer (depth test on, no depth writes)."""
+        """Project and blend the splats into the currently bound framebuffer (depth test on, no depth writes).
+
+        With ``shadow`` the splats are darkened where the shadow map says the light is blocked.
+        """
         if self.count == 0:
             return
         moderngl = _moderngl()
@@ -263,6 +319,18 @@ class GLSplatLayer:
         pre["u_near"].value = near
         pre["u_far"].value = far
         pre["u_eps2d"].value = eps2d
+        pre["u_rotations"].value = self._body is not None and self._rot_tex is not None
+        if self._rot_tex is not None:
+            self._rot_tex.use(5)
+            pre["u_rot"].value = 5
+        pre["u_shadows"].value = shadow is not None
+        if shadow is not None:
+            shadow.texture.use(4)
+            pre["u_shadow_map"].value = 4
+            pre["u_light_vp"].write(np.ascontiguousarray(shadow.light_vp.T, np.float32).tobytes())
+            pre["u_shadow_bias"].value = shadow.bias
+            pre["u_ambient"].value = tuple(float(v) for v in shadow.ambient)
+            pre["u_light_radiance"].value = tuple(float(v) for v in shadow.radiance)
         self._pre_vao.transform(self._tf, mode=moderngl.POINTS, vertices=self.count)
 
         self._draw["u_size"].value = (float(width), float(height))
@@ -282,10 +350,20 @@ class GLSplatLayer:
 
     # ------------------------------------------------------------------ lifetime
     def _release_data(self) -> None:
-        for obj in (*self._tex.values(), self._index, self._keys, self._tf, self._pre_vao, self._draw_vao):
+        for obj in (
+            *self._tex.values(),
+            self._index,
+            self._keys,
+            self._tf,
+            self._pre_vao,
+            self._draw_vao,
+            self._rot_tex,
+        ):
             if obj is not None:
                 obj.release()
         self._tex = {}
+        self._rot_tex = None
+        self._body = None
         self._index = self._keys = self._tf = self._pre_vao = self._draw_vao = None
 
     def release(self) -> None:

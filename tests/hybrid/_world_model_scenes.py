@@ -45,6 +45,7 @@ def cube_over_plane(
     spacing: float = 0.012,
     seed: int = 0,
     textured: bool = True,
+    shadow_strength: float = 1.0,  # fraction of the sun the cube's shadow removes (1: the issue's model)
 ) -> tuple[Scene, dict]:
     """The scene (splats, one object "cube", capture cameras) and its truth (albedo, visibility, labels)."""
     rng = np.random.default_rng(seed)
@@ -80,7 +81,8 @@ def cube_over_plane(
     d = np.asarray(light.direction)
     vis = ~_ray_hits_box(means + normals * 1e-4, d, cube_center, h)
     ndl = np.maximum(normals @ d, 0.0)
-    S = np.asarray(light.ambient)[None] + (vis * ndl)[:, None] * (np.asarray(light.color) * light.intensity)[None]
+    occ = 1.0 - shadow_strength * (1.0 - vis)
+    S = np.asarray(light.ambient)[None] + (occ * ndl)[:, None] * (np.asarray(light.color) * light.intensity)[None]
     colors = np.clip(albedo * S, 0, 1)
     n = len(means)
     quats = np.stack([_face_quat(v) for v in normals])

@@ -92,3 +92,20 @@ def primitive_splats(seed: int = 0, spacing: float = 0.006, ground_half: float =
     scales = np.full((n, 3), spacing * 0.6)
     colors = rng.uniform(0.2, 0.8, size=(n, 3))
     return Splats.from_activated(means, quats, scales, opac, colors), labels
+
+
+def union_surface(boxes, spacing: float) -> np.ndarray:
+    """Points on the outer surface of a union of axis-aligned boxes ``(lo, hi)`` standing on z = 0.
+
+    Faces on the ground (z = 0) and parts of faces inside or against another box are left out,
+    as a camera around the object would see it.
+    """
+    boxes = [(np.asarray(lo, float), np.asarray(hi, float)) for lo, hi in boxes]
+    rng = np.random.default_rng(0)
+    faces = [_box_surface(hi - lo, (lo + hi) / 2, spacing, rng) for lo, hi in boxes]
+    owner = np.repeat(np.arange(len(boxes)), [len(f) for f in faces])
+    pts = np.concatenate(faces)
+    keep = pts[:, 2] > 1e-9
+    for k, (lo, hi) in enumerate(boxes):  # hidden: in (or on) a box other than the one it was sampled on
+        keep &= ~(np.all((pts >= lo - 1e-9) & (pts <= hi + 1e-9), axis=1) & (owner != k))
+    return pts[keep]

@@ -222,3 +222,120 @@ def test_wide_static_structure_becomes_a_mesh_collider_that_stops_objects():
     walled.push([0.24, 0.35, 0.08], impulse)
     walled.step(2.0)
     assert 0.6 < walled.pose(name)[0] < 0.9 - 0.06 + 2e-3  # stopped by the wall's face
+
+
+U_BOXES = (((-0.2, -0.075, 0.0), (0.2, 0.075, 0.1)),  # base
+           ((-0.2, -0.075, 0.1), (-0.1, 0.075, 0.4)),  # left arm
+           ((0.1, -0.075, 0.1), (0.2, 0.075, 0.4)))  # right arm  # fmt: skip
+PEG = 0.08  # edge of the cube dropped into the U's gap (0.2 m wide)
+
+
+def _u_scene(concave_ratio: float) -> Scene:
+    from tests.physics._scenes import union_surface
+
+    rng = np.random.default_rng(5)
+    g = np.arange(-0.6, 0.6, 0.009)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=5e-4, size=gx.size)], -1)
+    u = union_surface(U_BOXES, 0.006)
+    u = u + rng.normal(scale=5e-4, size=u.shape)
+    means = np.concatenate([ground, u])
+    n = len(means)
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), np.full((n, 3), 0.004), np.full(n, 0.9),
+                                   np.full((n, 3), 0.5))  # fmt: skip
+    return segment_scene(Scene(splats), SegmentConfig(density=DENSITY, restitution=0.0, concave_ratio=concave_ratio))
+
+
+def _peg_rest_height(scene: Scene) -> float:
+    peg = SceneObject("peg", np.zeros(0, np.int64), box_collider((PEG, PEG, PEG)), mass=0.2, friction=0.6,
+                      restitution=0.0, position=(0.0, 0.0, 0.6))  # fmt: skip
+    world = PhysicsWorld(scene.with_(objects=(*scene.objects, peg)))
+    world.step(1.5)
+    return float(world.pose("peg")[2])
+
+
+def _peg_rest_height_true() -> float:
+    """PyBullet with the true U (three GEOM_BOX pieces in one body), written independently of PhysicsWorld."""
+    import pybullet as p
+
+    c = p.connect(p.DIRECT)
+    try:
+        p.setGravity(0, 0, -G, physicsClientId=c)
+        p.setPhysicsEngineParameter(fixedTimeStep=1 / 240, physicsClientId=c)
+        plane = p.createMultiBody(0, p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c), physicsClientId=c)
+        p.changeDynamics(plane, -1, lateralFriction=1.0, physicsClientId=c)
+        half = [((np.array(hi) - lo) / 2).tolist() for lo, hi in U_BOXES]
+        centre = [((np.array(hi) + lo) / 2).tolist() for lo, hi in U_BOXES]
+        shape = p.createCollisionShapeArray([p.GEOM_BOX] * 3, halfExtents=half, collisionFramePositions=centre,
+                                            physicsClientId=c)  # fmt: skip
+        u = p.createMultiBody(DENSITY * 0.4 * 0.15 * 0.1 * 2, shape, physicsClientId=c)
+        box = p.createCollisionShape(p.GEOM_BOX, halfExtents=[PEG / 2] * 3, physicsClientId=c)
+        peg = p.createMultiBody(0.2, box, basePosition=[0, 0, 0.6], physicsClientId=c)
+        for body in (u, peg):
+            p.changeDynamics(body, -1, lateralFriction=0.6, restitution=0.0, physicsClientId=c)
+        for _ in range(int(1.5 * 240)):
+            p.stepSimulation(physicsClientId=c)
+        return float(p.getBasePositionAndOrientation(peg, physicsClientId=c)[0][2])
+    finally:
+        p.disconnect(physicsClientId=c)
+
+
+def test_concave_lifted_object_gets_a_compound_collider_that_keeps_its_gap():
+    scene = _u_scene(0.75)
+    assert len(scene.objects) == 1
+    u = scene.object("object_0")
+    assert u.collider.kind == "compound" and len(u.collider.parts) >= 2
+    true_volume = 0.4 * 0.15 * 0.1 + 2 * 0.1 * 0.15 * 0.3
+    # measured +15%: a cell holding a wall is filled to its top; the hull would be 0.4 x 0.15 x 0.4 (+60%)
+    assert u.mass == pytest.approx(DENSITY * true_volume, rel=0.2)
+    want = _peg_rest_height_true()
+    assert want == pytest.approx(0.1 + PEG / 2, abs=2e-3)  # on the base, between the arms
+    assert _peg_rest_height(scene) == pytest.approx(want, abs=0.01)  # measured 4.6 mm higher
+    hull = _u_scene(0.0)  # the convex hull alone: the peg sits on the lid it makes over the gap
+    assert hull.object("object_0").collider.kind == "convex"
+    assert _peg_rest_height(hull) > 0.4
+
+
+def test_convex_lifted_objects_keep_a_single_hull(lifted):
+    _, _, scene = lifted
+    assert all(o.collider.kind == "convex" for o in scene.objects)  # boxes and a ball: not concave
+
+
+@pytest.mark.parametrize("top_color", [(0.8, 0.15, 0.2), None])  # red on orange; None: one colour
+def test_a_box_resting_on_a_wider_box_is_its_own_object_when_it_looks_different(top_color):
+    from tests.physics._scenes import union_surface
+
+    rng = np.random.default_rng(7)
+    boxes = (((-0.2, -0.2, 0.0), (0.2, 0.2, 0.2)), ((-0.1, -0.05, 0.2), (0.05, 0.1, 0.35)))
+    g = np.arange(-0.7, 0.7, 0.009)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=5e-4, size=gx.size)], -1)
+    pts = union_surface(boxes, 0.006)
+    pts += rng.normal(scale=5e-4, size=pts.shape)
+    on_top = pts[:, 2] > 0.2 + 2e-3
+    base = np.array([0.8, 0.5, 0.2])
+    colors = np.where(on_top[:, None], top_color or base, base) * rng.uniform(0.6, 1.2, (len(pts), 1))  # shading
+    means = np.concatenate([ground, pts])
+    colors = np.concatenate([np.full((len(ground), 3), 0.4), colors])
+    n = len(means)
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), np.full((n, 3), 0.004), np.full(n, 0.9), colors)
+    scene = segment_scene(Scene(splats), SegmentConfig(density=DENSITY))
+    top_idx = len(ground) + np.nonzero(on_top)[0]
+    if top_color is None:  # a one-colour step: one object (an L-shaped block looks the same)
+        assert len(scene.objects) == 1
+        return
+    assert len(scene.objects) == 2
+    upper = max(scene.objects, key=lambda o: o.position[2])
+    lower = min(scene.objects, key=lambda o: o.position[2])
+    assert np.isin(upper.splat_indices, top_idx).mean() > 0.95 and np.isin(top_idx, upper.splat_indices).mean() > 0.9
+    assert np.isin(lower.splat_indices, top_idx).mean() < 0.02
+    # each collider is its own box: the lower one is 0.2 m tall, the upper one sits on it
+    lo_low = lower.collider.vertices.min(0) + lower.position
+    hi_low = lower.collider.vertices.max(0) + lower.position
+    assert lo_low[2] == pytest.approx(0.0, abs=2e-3) and hi_low[2] == pytest.approx(0.2, abs=0.01)
+    lo_up = upper.collider.vertices.min(0) + upper.position
+    assert lo_up[2] == pytest.approx(0.2, abs=0.02)
+    assert upper.mass == pytest.approx(DENSITY * 0.15**3, rel=0.15)
+    world = PhysicsWorld(scene)
+    world.step(1.0)
+    assert np.linalg.norm(world.pose(upper.name)[:3] - np.array(upper.position)) < 0.01  # it rests on the lower one

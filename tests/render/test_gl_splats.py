@@ -202,3 +202,103 @@ def test_present_draws_the_frame_into_another_framebuffer(ctx):
             target.release()
             target_tex.release()
     assert np.abs(shown.astype(int) - frame.to_uint8().astype(int)).max() <= 1
+
+
+# ---------------------------------------------------------------------------------------- cpu splat path
+@pytest.mark.parametrize("degree", [0, 3])
+def test_cpu_splat_path_matches_numpy_reference(ctx, degree):
+    splats = _random_splats(250, degree, seed=degree)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 55)
+    bg = (0.1, 0.2, 0.3)
+    with Renderer(ctx, W, H, RenderSettings(splat_path="cpu", background=bg)) as r:
+        r.set_splats(splats)
+        frame = r.render_frame(viewmat, K)
+        assert r.splat_size == (W, H)
+    ref, ref_alpha = reference_render(
+        splats.means, splats.unit_quats, splats.scales, splats.opacities, splats.sh, viewmat, K, W, H, bg
+    )
+    save_artifact(f"cpu_vs_reference_deg{degree}", np.concatenate([frame.color, ref], axis=1))
+    value = psnr(frame.color, ref)
+    assert value >= 40.0, f"PSNR {value:.1f} dB"
+    np.testing.assert_allclose(frame.alpha, ref_alpha, atol=2e-3)
+
+
+def test_cpu_and_gl_paths_agree_with_a_mesh_in_front_and_after_moving(ctx):
+    from render.gl import box_mesh
+
+    splats = _random_splats(300, 2, seed=11)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 55)
+    shift = np.array([0.1, -0.05, 0.05], np.float32)
+    q = np.array([np.cos(0.2), np.sin(0.2), 0, 0], np.float32)
+    frames = {}
+    for path in ("gl", "cpu"):
+        with Renderer(ctx, W, H, RenderSettings(splat_path=path)) as r:
+            r.set_splats(splats)
+            r.add_mesh(box_mesh((0.8, 0.8, 0.8), (0.2, -1.0, 0.1)))  # hides part of the cloud
+            r.render(viewmat, K)
+            r.update_splats(means=splats.means + shift, quats=np.tile(q, (len(splats), 1)))
+            frames[path] = r.render_frame(viewmat, K)
+    save_artifact("cpu_vs_gl_mesh", np.concatenate([frames["gl"].color, frames["cpu"].color], axis=1))
+    assert np.isfinite(frames["gl"].mesh_depth).mean() > 0.05
+    value = psnr(frames["gl"].color, frames["cpu"].color)
+    assert value >= 40.0, f"PSNR {value:.1f} dB"
+    np.testing.assert_allclose(frames["gl"].alpha, frames["cpu"].alpha, atol=2e-3)
+
+
+def _bilinear_upscale(img: np.ndarray, height: int, width: int) -> np.ndarray:  # GL LINEAR, clamp to edge
+    h, w = img.shape[:2]
+    y = np.clip((np.arange(height) + 0.5) * h / height - 0.5, 0, h - 1)
+    x = np.clip((np.arange(width) + 0.5) * w / width - 0.5, 0, w - 1)
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
+    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
+    bottom = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def test_cpu_path_at_half_internal_resolution_is_the_low_res_image_upscaled(ctx):
+    from render.gl.cpu_splats import CPUSplatLayer
+
+    splats = _random_splats(200, 1, seed=5)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 55)
+    bg = np.array([0.2, 0.1, 0.0])
+    with Renderer(ctx, W, H, RenderSettings(splat_path="cpu", splat_scale=0.5, background=tuple(bg))) as r:
+        r.set_splats(splats)
+        frame = r.render_frame(viewmat, K)
+        assert r.splat_size == (W // 2, H // 2)
+    layer = CPUSplatLayer()
+    layer.set_splats(splats)
+    low = layer.render(viewmat, np.diag([0.5, 0.5, 1.0]) @ K, W // 2, H // 2)  # the same view at half size
+    up = _bilinear_upscale(low.astype(np.float64), H, W)
+    expected = up[..., :3] + (1 - up[..., 3:]) * bg
+    save_artifact("cpu_half_res", np.concatenate([frame.color, expected], axis=1))
+    np.testing.assert_allclose(frame.alpha, up[..., 3], atol=4e-3)
+    np.testing.assert_allclose(frame.color, expected, atol=4e-3)
+
+
+def test_splat_budget_moves_the_internal_scale_within_its_bounds(ctx):
+    splats = _random_splats(300, 0, seed=6)
+    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 55)
+    for budget, bound in ((1e-4, 0.25), (1e4, 1.0)):
+        settings = RenderSettings(splat_path="cpu", splat_scale=0.6, splat_budget_ms=budget, min_splat_scale=0.25)
+        with Renderer(ctx, W, H, settings) as r:
+            r.set_splats(splats)
+            for _ in range(12):
+                r.render(viewmat, K)
+            assert r.splat_scale == pytest.approx(bound)
+            r.render(viewmat, K)
+            assert r.splat_size == (round(W * bound), round(H * bound))
+
+
+def test_bad_splat_scale_settings_name_the_field():
+    from scenes.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="splat_scale"):
+        RenderSettings(splat_path="cpu", splat_scale=1.5)
+    with pytest.raises(ShapeError, match="splat_budget_ms"):
+        RenderSettings(splat_path="cpu", splat_budget_ms=0.0)

@@ -2,6 +2,7 @@
 
     python tools/bench/raster.py                 # scenarios a, b, c on the CPU (+ peak RSS of c)
     python tools/bench/raster.py --scenarios a   # one scenario
+    python tools/bench/raster.py --scenarios b --breakdown   # + time per cpu kernel (forward+backward)
     python tools/bench/raster.py --gpu           # gsplat vs render.rasterize at 1920x1080 with 1M splats
 
 Scenarios (targets on the 2-core CPU machine in brackets):
@@ -161,7 +162,52 @@ def peak_rss_child(name: str) -> None:
     print(json.dumps({"peak_rss_mib": _vm_hwm_mib(), "after_warmup_mib": before}))
 
 
-def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: bool) -> None:
+_TIMED_KERNELS = (
+    "project_fwd", "sh_fwd_parallel", "radix_argsort", "bin_tiles", "raster_fwd",
+    "raster_bwd", "sh_bwd_parallel", "project_bwd",
+)  # fmt: skip
+
+
+def breakdown(scene: dict, repeats: int) -> None:
+    """Median wall time per cpu-backend kernel over ``repeats`` forward+backward runs; the rest of the run
+    (argument checks, torch <-> numpy, depth sort glue, autograd) is printed as overhead."""
+    from render import _cpu
+
+    real = _cpu.kernels()
+    times: dict[str, list[float]] = {}
+
+    class Timed:  # the kernel module with the listed kernels timed (summed per run)
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            if name not in _TIMED_KERNELS:
+                return fn
+
+            def timed(*args):
+                t = time.perf_counter()
+                out = fn(*args)
+                times.setdefault(name, [0.0] * repeats)[current[0]] += (time.perf_counter() - t) * 1000
+                return out
+
+            return timed
+
+    totals, current = [], [0]
+    _cpu._KERNELS = Timed()
+    try:
+        for i in range(repeats):
+            current[0] = i
+            t = time.perf_counter()
+            run_once(scene, "cpu", backward=True)
+            totals.append((time.perf_counter() - t) * 1000)
+    finally:
+        _cpu._KERNELS = real
+    med = {k: statistics.median(v) for k, v in times.items()}
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in med.items())
+    total = statistics.median(totals)
+    print(f"    breakdown of forward+backward (median ms of {repeats}): {parts}; "
+          f"total {total:.1f}, outside the kernels {total - sum(med.values()):.1f}")  # fmt: skip
+
+
+def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: bool, show_breakdown: bool) -> None:
     print(machine())
     for name in names:
         title, make = SCENARIOS[name]
@@ -177,6 +223,8 @@ def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: 
         line = f"({name}) {title}: cpu forward {fwd:.1f} ms, forward+backward {fb:.1f} ms (median of {repeats}; " \
                f"first call {first:.0f} ms)"  # fmt: skip
         print(line)
+        if show_breakdown:
+            breakdown(scene, repeats)
         if name == "c":
             out = subprocess.run([sys.executable, __file__, "--rss-child", "c"], capture_output=True, text=True,
                                  check=True)  # fmt: skip
@@ -240,6 +288,7 @@ def main() -> None:
     ap.add_argument("--peer-repeats", type=int, default=3, help="timed runs of the peer (0: skip the peer)")
     ap.add_argument("--peer-backward", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the peer's forward+backward")  # fmt: skip
+    ap.add_argument("--breakdown", action="store_true", help="also print the time of each cpu kernel")
     ap.add_argument("--gpu", action="store_true", help="gsplat vs render.rasterize at 1920x1080 with 1M splats")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -249,7 +298,7 @@ def main() -> None:
         bench_gpu(args.repeats)
     else:
         bench_cpu([s.strip() for s in args.scenarios.split(",") if s.strip()], args.repeats, args.peer_repeats,
-                  args.peer_backward)  # fmt: skip
+                  args.peer_backward, args.breakdown)  # fmt: skip
 
 
 if __name__ == "__main__":

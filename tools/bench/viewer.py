@@ -1,8 +1,8 @@
 """Viewer/compositor benchmark: frames per second of the GL renderer, headless (EGL).
 
     python tools/bench/viewer.py [--width 1280 --height 720] [--splats 100000] [--scene FILE|FOLDER]
-                                 [--path gl|raster|both] [--frames 40] [--turn 0.2] [--sh-degree 3]
-                                 [--physics [--objects 20]]
+                                 [--path gl|raster|cpu|all] [--frames 40] [--turn 0.2] [--sh-degree 3]
+                                 [--splat-scale 1.0 | --splat-budget-ms MS] [--physics [--objects 20]]
 
 Targets (compositor issue): CPU machine (llvmpipe, 2 cores) 1280x720 with 100k splats >= 10 FPS with
 physics running; GPU machine 1920x1080 with 1M splats >= 120 FPS on the GL-splat path (and the
@@ -10,11 +10,18 @@ raster-image path reported). The camera orbits by ``--turn`` degrees a frame (so
 is redone every few frames, as in a viewer); a ground plane and a box with a shadow are drawn too.
 Each frame ends with ``ctx.finish()``. Prints medians and the machine; rendering only, unless
 ``--physics`` adds the viewer's whole frame with physics running (``bench_physics``).
+
+Paths: ``gl`` (instanced GL quads), ``raster`` (``render.rasterize`` image), ``cpu`` (numba compositing
+on the CPU, :mod:`render.gl.cpu_splats`). The cpu path can composite the splats at a lower internal
+resolution (``--splat-scale``, or ``--splat-budget-ms`` to let the renderer choose it each frame) and
+upscale them over the full-resolution meshes; the output and the internal splat resolution are both
+printed. Meshes are always drawn at the output resolution.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -24,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the project's commands: no spinning numba threads
 
 from render.gl import Renderer, RenderSettings, box_mesh, create_context, look_at, plane_mesh  # noqa: E402
 from scenes import Splats  # noqa: E402
@@ -65,12 +73,12 @@ def load_splats(path: Path, n: int | None) -> Splats:
 
 
 def bench(ctx, splats: Splats, args, path: str) -> dict:
-    settings = RenderSettings(splat_path=path, raster_backend=args.raster_backend)
+    settings = RenderSettings(splat_path=path, raster_backend=args.raster_backend, **splat_settings(args, path))
     lo, hi = np.percentile(splats.means, 5, axis=0), np.percentile(splats.means, 95, axis=0)
     center = (lo + hi) / 2
     radius = 1.3 * float(np.linalg.norm(hi - lo))
     K = np.array([[0.9 * args.width, 0, args.width / 2], [0, 0.9 * args.width, args.height / 2], [0, 0, 1.0]])
-    times, sorts = [], []
+    times, sorts, sizes = [], [], []
     with Renderer(ctx, args.width, args.height, settings) as r:
         r.set_splats(splats)
         r.add_mesh(plane_mesh((radius, radius), (center[0], center[1], lo[2])))
@@ -85,6 +93,7 @@ def bench(ctx, splats: Splats, args, path: str) -> dict:
             if i >= args.warmup:
                 times.append(time.perf_counter() - t)
                 sorts.append(r.splat_layer.sort_count > count)
+                sizes.append(r.splat_size if path == "cpu" else (args.width, args.height))
         if args.save:
             from PIL import Image
 
@@ -97,17 +106,35 @@ def bench(ctx, splats: Splats, args, path: str) -> dict:
         "fps": 1 / med,
         "sorted_ms": 1000 * statistics.median(sorted_t) if sorted_t else float("nan"),
         "unsorted_ms": 1000 * statistics.median(unsorted_t) if unsorted_t else float("nan"),
-        "sort_fraction": float(np.mean(sorts)),
+        "sort_fraction": float(np.mean(sorts)) if path == "gl" else float("nan"),
+        "splat_size": _median_size(sizes),
     }
 
 
-def bench_physics(ctx, args) -> dict:
+def splat_settings(args, path: str) -> dict:
+    """RenderSettings fields for the internal splat resolution (cpu path only)."""
+    if path != "cpu":
+        return {}
+    out = {"splat_scale": args.splat_scale, "splat_budget_ms": args.splat_budget_ms}
+    if args.splat_budget_ms is not None:
+        out["min_splat_scale"] = min(args.min_splat_scale, args.splat_scale)
+    return out
+
+
+def _median_size(sizes) -> str:
+    w = sorted(s[0] for s in sizes)[len(sizes) // 2]
+    h = sorted(s[1] for s in sizes)[len(sizes) // 2]
+    lo, hi = min(sizes), max(sizes)
+    return f"{w}x{h}" if lo == hi else f"{w}x{h} (median; {lo[0]}x{lo[1]}..{hi[0]}x{hi[1]})"
+
+
+def bench_physics(ctx, args, path: str) -> dict:
     """The viewer's whole frame with physics running: ``hybrid.viewer.ViewerSession`` tick + sync + render.
 
     Scene: ``--objects`` boxes carrying ``--splats`` SH-3 splats in all (``tools/bench/physics.py``'s
     scene), thrown up and spun every second so that every object keeps moving; the camera frames
     them and orbits by ``--turn`` degrees a frame. Rendered at ``--width`` x ``--height`` (no
-    internal downscaling), GL splat path.
+    whole-frame downscaling), with the splat path ``path`` (cpu: at the internal splat scale or budget).
     """
     import importlib.util
 
@@ -117,13 +144,14 @@ def bench_physics(ctx, args) -> dict:
     bench_physics_module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_physics_module)
     scene = bench_physics_module.frame_scene(args.splats, args.objects)
-    session = ViewerSession(scene, ctx, (args.width, args.height), ViewerSettings(render_scale=1.0))
+    vs = ViewerSettings(render_scale=1.0, splat_path=path, **splat_settings(args, path))
+    session = ViewerSession(scene, ctx, (args.width, args.height), vs)
     rng = np.random.default_rng(0)
     phys = session.world.physics
     dt = 1 / 30
     session.frame_view()
     session.camera.update(1.0)
-    totals, parts = [], {"physics": [], "splats": [], "render": []}
+    totals, parts, sizes = [], {"physics": [], "splats": [], "render": []}, []
     try:
         for i in range(args.warmup + args.frames):
             if i % 30 == 0:  # throw everything again
@@ -139,6 +167,8 @@ def bench_physics(ctx, args) -> dict:
             t3 = time.perf_counter()
             if i >= args.warmup:
                 totals.append(t3 - t0)
+                r = session.renderer
+                sizes.append(r.splat_size if path == "cpu" else (r.width, r.height))
                 for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     parts[key].append(value)
         if args.save:
@@ -154,6 +184,7 @@ def bench_physics(ctx, args) -> dict:
         "median_ms": 1000 * med,
         "fps": 1 / med,
         **{f"{k}_ms": 1000 * statistics.median(v) for k, v in parts.items()},
+        "splat_size": _median_size(sizes),
     }
 
 
@@ -164,7 +195,13 @@ def main() -> None:
     p.add_argument("--splats", type=int, default=100_000)
     p.add_argument("--sh-degree", type=int, default=3)
     p.add_argument("--scene", type=Path, default=None, help="splat file or scene folder (subsampled to --splats)")
-    p.add_argument("--path", choices=["gl", "raster", "both"], default="gl")
+    p.add_argument("--path", choices=["gl", "raster", "cpu", "both", "all"], default="gl",
+                   help="splat path(s) to time; both = gl and raster, all = gl, raster and cpu")  # fmt: skip
+    p.add_argument("--splat-scale", type=float, default=1.0,
+                   help="cpu path: internal splat resolution / output resolution (0, 1]")  # fmt: skip
+    p.add_argument("--splat-budget-ms", type=float, default=None,
+                   help="cpu path: choose the splat scale each frame to keep the splat layer within this time")  # fmt: skip
+    p.add_argument("--min-splat-scale", type=float, default=0.25, help="cpu path with a budget: lowest scale")
     p.add_argument("--raster-backend", default=None)
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--warmup", type=int, default=3)
@@ -180,15 +217,26 @@ def main() -> None:
     source = args.scene or f"synthetic SH{args.sh_degree}"
     print(f"scene: {len(splats)} splats ({source}, SH degree {splats.sh_degree}), {args.width}x{args.height}, "
           f"{args.frames} frames, orbit {args.turn} deg/frame, + plane and box with shadow map")  # fmt: skip
-    for path in ("gl", "raster") if args.path == "both" else (args.path,):
+    paths = {"both": ("gl", "raster"), "all": ("gl", "raster", "cpu")}.get(args.path, (args.path,))
+    for path in paths:
         s = bench(ctx, splats, args, path)
-        print(f"{path:>6}: median {s['median_ms']:.1f} ms = {s['fps']:.1f} FPS  (frames with a re-sort "
-              f"{s['sort_fraction']:.0%}: {s['sorted_ms']:.1f} ms, without: {s['unsorted_ms']:.1f} ms)")  # fmt: skip
+        extra = (f"frames with a re-sort {s['sort_fraction']:.0%}: {s['sorted_ms']:.1f} ms, without: "
+                 f"{s['unsorted_ms']:.1f} ms" if path == "gl" else f"{_scale_note(args)}")  # fmt: skip
+        print(f"{path:>6}: output {args.width}x{args.height}, splats at {s['splat_size']}: median "
+              f"{s['median_ms']:.1f} ms = {s['fps']:.1f} FPS  ({extra})")  # fmt: skip
     if args.physics:
-        s = bench_physics(ctx, args)
-        print(f"physics: {args.objects} moving objects carrying {args.splats} SH-3 splats, viewer frame (tick + sync + "
-              f"render): median {s['median_ms']:.1f} ms = {s['fps']:.1f} FPS (physics {s['physics_ms']:.1f} ms, "
-              f"splat update + upload {s['splats_ms']:.1f} ms, render {s['render_ms']:.1f} ms)")  # fmt: skip
+        path = paths[-1]
+        s = bench_physics(ctx, args, path)
+        print(f"physics ({path} path): {args.objects} moving objects carrying {args.splats} SH-3 splats, output "
+              f"{args.width}x{args.height}, splats at {s['splat_size']}, viewer frame (tick + sync + render): median "
+              f"{s['median_ms']:.1f} ms = {s['fps']:.1f} FPS (physics {s['physics_ms']:.1f} ms, splat update + upload "
+              f"{s['splats_ms']:.1f} ms, render {s['render_ms']:.1f} ms)")  # fmt: skip
+
+
+def _scale_note(args) -> str:
+    if args.splat_budget_ms is not None:
+        return f"splat scale chosen for a {args.splat_budget_ms:g} ms splat budget"
+    return f"splat scale {args.splat_scale:g}"
 
 
 if __name__ == "__main__":

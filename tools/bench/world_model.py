@@ -3,17 +3,21 @@
 For each scene (seeded boxes on a textured ground, PyBullet physics):
 
 1. an orbit of capture frames is rendered by TinyRenderer under light L0;
-2. the scene's splats are built from the known geometry (flat splats on the ground and the box
-   faces, kept where some capture frame sees them) and their colours fitted to the capture
-   frames (mean of the pixels that see each splat, depth-tested against TinyRenderer's depth):
-   the lifting pipeline is not used, so its reconstruction errors do not enter this table;
-3. the world model is trained on the scene (light *estimated*, not given);
+2. the scene's splats are built from the known geometry (flat splats on a jittered grid on the
+   ground and on the box faces, kept where some capture frame sees them); their colours start
+   as the mean of the pixels that see each splat (depth-tested against TinyRenderer's depth)
+   and are then fitted through ``render.rasterize`` to the capture frames (``--colour-steps``,
+   the photometric half of lifting; geometry fixed): the lifting pipeline is not used, so its
+   geometric errors do not enter this table;
+3. the world model is trained on the scene (sun, ambient and shadow strength *estimated*; the
+   light direction given, or estimated too with ``--estimate-direction``);
 4. ground truth from other viewpoints: (a) after a push, at several times (object poses from
    our World, set in the TinyRenderer scene), (b) at rest under another light direction L1;
 5. engine-only (``--world-model off``), ``relight`` and ``full`` are scored by PSNR and SSIM over
    the whole image and over the pixels that changed in the ground truth.
 
-    python tools/bench/world_model.py [--scenes 3] [--out artifacts/world_model_bench.md]
+    python tools/bench/world_model.py [--scenes 3] [--steps 500] [--colour-steps 300] [--estimate-direction]
+                                      [--out artifacts/world_model_bench.md]
 
 Prints the table and writes it (markdown) with the failure/fix PNGs beside it.
 """
@@ -48,6 +52,8 @@ L2 = np.array([-0.7, 0.45, 0.55]) / np.linalg.norm([-0.7, 0.45, 0.55])  # light 
 LIGHT_EDITS = {"light turned": L1, "light lower": L2}
 PUSH_TIMES = (0.4, 1.0, 2.0)
 CAPTURE_FRAMES = 24
+GROUND_SPACING, BOX_SPACING = 0.012, 0.01  # splat spacing on the ground (near the boxes) and on the box faces, m
+CAPTURE_W, CAPTURE_H = 320, 240  # the orbit's frame size (the sample video's); ground truth is scored at W x H
 CHANGED = 10.0 / 255  # a pixel changed in the ground truth when a channel moved by more than this
 
 
@@ -132,6 +138,17 @@ class TinyScene:
         self.p.disconnect(self.client)
 
 
+def capture_orbit(tiny: TinyScene) -> list[tuple[Camera, np.ndarray, np.ndarray]]:
+    """The orbit the scene is built from: (camera, image, TinyRenderer depth) under the capture light L0."""
+    captures = []
+    for i in range(CAPTURE_FRAMES):
+        a = 2 * np.pi * i / CAPTURE_FRAMES
+        cam = cam_look([2.0 * np.cos(a), 2.0 * np.sin(a), 1.9 + 0.15 * np.sin(3 * a)], w=CAPTURE_W, h=CAPTURE_H)
+        img, depth = tiny.render(cam, L0)
+        captures.append((cam, img, depth))
+    return captures
+
+
 # ------------------------------------------------------------------------------------------- splats
 def _quat_to_z(normal: np.ndarray) -> np.ndarray:  # [N, 3] -> [N, 4] wxyz rotations taking +Z to normal
     z = np.array([0.0, 0.0, 1.0])
@@ -146,17 +163,17 @@ def geometry_splats(tiny: TinyScene, rng: np.random.Generator) -> tuple[np.ndarr
     from physics.transforms import quat_to_matrix
 
     pts, nrm, size, groups = [], [], [], []
-    radii = np.arange(0.0, 7.0, 0.01)
-    for r0 in np.arange(0.0, 7.0, 0.25):
-        s = 0.012 * max(1.0, (r0 + 0.125) / 0.9)
-        area = np.pi * ((r0 + 0.25) ** 2 - r0**2)
-        n = int(area / s**2)
-        rr = np.sqrt(rng.uniform(r0**2, (r0 + 0.25) ** 2, n))
-        th = rng.uniform(0, 2 * np.pi, n)
-        pts.append(np.stack([rr * np.cos(th), rr * np.sin(th), np.zeros(n)], -1))
+    for r0 in np.arange(0.0, 7.0, 0.25):  # rings of a jittered square grid (no Poisson gaps), coarser far away
+        s = GROUND_SPACING * max(1.0, (r0 + 0.125) / 0.9)
+        g = np.arange(-(r0 + 0.25), r0 + 0.25 + s, s)
+        gx, gy = np.meshgrid(g, g)
+        xy = np.stack([gx.ravel(), gy.ravel()], -1) + rng.uniform(-0.3 * s, 0.3 * s, (gx.size, 2))
+        rr = np.linalg.norm(xy, axis=1)
+        xy = xy[(rr >= r0) & (rr < r0 + 0.25)]
+        n = len(xy)
+        pts.append(np.concatenate([xy, np.zeros((n, 1))], -1))
         nrm.append(np.tile([0.0, 0.0, 1.0], (n, 1)))
         size.append(np.full(n, s))
-    del radii
     count = sum(len(p) for p in pts)
     for box in tiny.boxes:
         half = box["half"]
@@ -165,7 +182,7 @@ def geometry_splats(tiny: TinyScene, rng: np.random.Generator) -> tuple[np.ndarr
         for axis in range(3):
             for sign in (-1.0, 1.0):
                 u, v = [a for a in range(3) if a != axis]
-                s = 0.01
+                s = BOX_SPACING
                 gu = np.arange(-half[u] + s / 2, half[u], s)
                 gv = np.arange(-half[v] + s / 2, half[v], s)
                 a, b = np.meshgrid(gu, gv)
@@ -210,7 +227,38 @@ def fit_colours(points, normals, captures) -> tuple[np.ndarray, np.ndarray]:
     return acc / np.maximum(cnt, 1)[:, None], seen
 
 
-def build_scene(tiny: TinyScene, captures, seed: int) -> Scene:
+def optimise_colours(means, quats, scales, opacities, colours, captures, steps: int, log=None) -> np.ndarray:
+    """Splat colours fitted through ``render.rasterize`` to the capture frames (L2, Adam), geometry fixed.
+
+    The photometric step of lifting without its geometry: per-splat averages of the frames are
+    blurred twice (the frame's pixels, then the splat's footprint); fitting the renders to the
+    frames undoes most of that.
+    """
+    import torch
+
+    from render.rasterize import rasterize
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    m, q, sc, op = t(means), t(quats), t(scales), t(opacities)
+    logit = torch.logit(t(np.clip(colours, 0.02, 0.98))).requires_grad_(True)
+    opt = torch.optim.Adam([logit], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=0.005)
+    rng = np.random.default_rng(0)
+    for step in range(steps):
+        cam, img, _ = captures[int(rng.integers(len(captures)))]
+        res = rasterize(m, q, sc, op, torch.sigmoid(logit), t(cam.viewmat[None]), t(cam.K[None]), cam.width,
+                        cam.height)  # fmt: skip
+        loss = ((res.colors[0] - t(img)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log and (step + 1) % 100 == 0:
+            log(f"  colours: step {step + 1}/{steps}, capture PSNR {-10 * np.log10(max(loss.item(), 1e-12)):.2f} dB")
+    return torch.sigmoid(logit).detach().numpy()
+
+
+def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log=None) -> Scene:
     import trimesh
 
     rng = np.random.default_rng(seed)
@@ -221,8 +269,11 @@ def build_scene(tiny: TinyScene, captures, seed: int) -> Scene:
     remap[keep] = np.arange(len(keep))
     n = len(keep)
     scales = np.stack([size[keep] * 0.6, size[keep] * 0.6, size[keep] * 0.05], -1)
-    splats = Splats.from_activated(pts[keep], _quat_to_z(nrm[keep]), scales, np.full(n, 0.95),
-                                   np.clip(colours[keep], 0, 1))  # fmt: skip
+    quats = _quat_to_z(nrm[keep])
+    colours = np.clip(colours[keep], 0, 1)
+    if colour_steps:
+        colours = optimise_colours(pts[keep], quats, scales, np.full(n, 0.95), colours, captures, colour_steps, log)
+    splats = Splats.from_activated(pts[keep], quats, scales, np.full(n, 0.95), colours)
     objects = []
     for box, (a, b) in zip(tiny.boxes, groups, strict=True):
         idx = remap[a:b]
@@ -264,19 +315,15 @@ def scores(pred, gt, changed) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- one scene
-def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool) -> dict:
+def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
+              colour_steps: int = 300) -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
     t0 = time.perf_counter()
     tiny = TinyScene(seed, tmp)
-    captures = []
-    for i in range(CAPTURE_FRAMES):
-        a = 2 * np.pi * i / CAPTURE_FRAMES
-        cam = cam_look([2.0 * np.cos(a), 2.0 * np.sin(a), 1.9 + 0.15 * np.sin(3 * a)])
-        img, depth = tiny.render(cam, L0)
-        captures.append((cam, img, depth))
-    scene = build_scene(tiny, captures, seed)
+    captures = capture_orbit(tiny)
+    scene = build_scene(tiny, captures, seed, colour_steps, log)
     t_build = time.perf_counter() - t0
     log(f"scene {seed}: {len(scene.splats)} splats, {len(scene.objects)} boxes, built in {t_build:.0f} s")
 
@@ -394,7 +441,10 @@ def residual_timing_gpu(width: int = 1920, height: int = 1080, repeats: int = 50
             m = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             xi = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             ts = []
-            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            with (
+                torch.inference_mode(),
+                torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None),
+            ):
                 for i in range(repeats + 5):
                     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     a.record()
@@ -403,7 +453,9 @@ def residual_timing_gpu(width: int = 1920, height: int = 1080, repeats: int = 50
                     torch.cuda.synchronize()
                     if i >= 5:
                         ts.append(a.elapsed_time(b))
-            print(f"residual {label:18s} channels_last={channels_last!s:5s}: median {np.median(ts):.2f} ms, min {min(ts):.2f} ms")
+            print(
+                f"residual {label:18s} channels_last={channels_last!s:5s}: median {np.median(ts):.2f} ms, min {min(ts):.2f} ms"
+            )
 
 
 def main() -> None:
@@ -416,6 +468,9 @@ def main() -> None:
         action="store_true",
         help="estimate the light direction too (by default it is given; sun and ambient are estimated)",
     )
+    ap.add_argument("--colour-steps", type=int, default=300,
+                    help="Adam steps fitting the splat colours to the capture frames through the rasterizer "
+                         "(0: per-splat means of the frames only)")  # fmt: skip
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
     if a.residual_gpu:
@@ -423,29 +478,41 @@ def main() -> None:
         return
     import tempfile
 
-    out_dir = a.out.parent / "world_model"
+    out_dir = a.out.parent / ("world_model" + a.out.stem.removeprefix("world_model_bench"))  # panels, rows.json
     out_dir.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(steps=a.steps, views=8)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(a.scenes):
             results.append(
-                run_scene(seed, out_dir, Path(tmp), config, lambda s: print(s, flush=True), a.estimate_direction)
+                run_scene(
+                    seed,
+                    out_dir,
+                    Path(tmp),
+                    config,
+                    lambda s: print(s, flush=True),
+                    a.estimate_direction,
+                    a.colour_steps,
+                )  # fmt: skip
             )
     timing = residual_timing()
-    text = report(results, timing)
+    a.panels = out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir
+    text = report(results, timing, a)
     print(text)
     a.out.write_text(text)
     (out_dir / "rows.json").write_text(json.dumps([r for res in results for r in res["rows"]], indent=0))
 
 
-def report(results: list[dict], timing: dict) -> str:
+def report(results: list[dict], timing: dict, args=None) -> str:
     rows = [r for res in results for r in res["rows"]]
     methods = ("engine-only", "relight", "full")
     lines = ["## World model (tools/bench/world_model.py)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}. "
              f"{len(results)} scenes (seeds 0..{len(results) - 1}), {W}x{H}, TinyRenderer ground truth with shadows; "
-             "splats built from the known geometry with colours fitted to the capture frames (not lifted).", "",
+             "splats built from the known geometry with colours fitted to the capture frames (not lifted; "
+             f"{getattr(args, 'colour_steps', '?')} colour steps); light direction "
+             f"{'estimated' if getattr(args, 'estimate_direction', False) else 'given'}, "
+             f"training steps {getattr(args, 'steps', '?')}.", "",
              "| scene | edit | method | PSNR | SSIM | PSNR changed | SSIM changed | changed px |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for res in results:
@@ -486,7 +553,8 @@ def report(results: list[dict], timing: dict) -> str:
               "", f"Relit without edits vs plain render (capture cameras): {unedited}. Light direction estimated to "
               f"within {light_err}. Splats: {splats}; residual parameters: {results[0]['params']}. "
               "GPU timing not measured (no GPU lent).",
-              "", "Panels in artifacts/world_model/: GT before | GT after | engine-only | relight | full.", ""]  # fmt: skip
+              "", f"Panels in {getattr(args, 'panels', 'artifacts/world_model')}/: GT before | GT after | engine-only | "
+              "relight | full.", ""]  # fmt: skip
     return "\n".join(lines)
 
 

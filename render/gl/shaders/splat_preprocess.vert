@@ -6,7 +6,9 @@
 
 uniform sampler2D u_mean_opacity;  // [N] texels: mean xyz (world), opacity
 uniform sampler2D u_quat;          // [N] texels: unit quaternion wxyz
-uniform sampler2D u_scale;         // [N] texels: scale xyz (standard deviations), unused w
+uniform sampler2D u_scale;         // [N] texels: scale xyz (standard deviations), w = 1 + body index (0: none)
+uniform sampler2D u_rot;           // [3 B] texels: rows of each body's rotation since rest (xyz)
+uniform bool u_rotations;          // evaluate SH with the view direction in each splat's body rest frame
 uniform sampler2D u_sh;            // [N * u_sh_stride] texels: SH coefficients, 3 K floats per splat
 uniform int u_tex_width;           // texels per row of every data texture
 uniform int u_sh_degree;           // 0..3: SH degree; -1: u_sh holds the RGB colour directly
@@ -18,6 +20,7 @@ uniform vec2 u_size;               // image width, height
 uniform float u_near;              // splats nearer than this are dropped (gsplat near_plane)
 uniform float u_far;               // and farther than this
 uniform float u_eps2d;             // added to the 2D covariance diagonal (0.3)
+#include "splat_shadow.glsl"
 
 in uint in_index;
 
@@ -94,7 +97,8 @@ void main() {
     if (mc.z < u_near || mc.z > u_far || opacity < ALPHA_THRESHOLD) { cull(); return; }
 
     vec4 q = texelFetch(u_quat, texel(idx), 0);  // w x y z
-    vec3 s = texelFetch(u_scale, texel(idx), 0).xyz;
+    vec4 sv = texelFetch(u_scale, texel(idx), 0);
+    vec3 s = sv.xyz;
     float w = q.x, x = q.y, y = q.z, z = q.w;
     // columns of the rotation matrix, scaled by the standard deviations
     mat3 M = mat3(
@@ -137,6 +141,11 @@ void main() {
     vec2 e1 = abs(b) > 1e-12 * l1 ? normalize(vec2(b, l1 - a)) : (a >= c ? vec2(1.0, 0.0) : vec2(0.0, 1.0));
     out_axes = extend * vec4(sqrt(l1) * e1, sqrt(l2) * vec2(-e1.y, e1.x));
     vec3 dir = normalize(mean - u_campos);
-    out_color = vec4(eval_sh(idx, dir), opacity);
+    int body = int(sv.w) - 1;
+    if (u_rotations && body >= 0) {  // R^T d: mat3 of R's rows as columns is R^T
+        dir = mat3(texelFetch(u_rot, texel(3 * body), 0).xyz, texelFetch(u_rot, texel(3 * body + 1), 0).xyz,
+                   texelFetch(u_rot, texel(3 * body + 2), 0).xyz) * dir;
+    }
+    out_color = vec4(eval_sh(idx, dir) * shadow_factor(mean), opacity);
     out_depth = mc.z;
 }

@@ -1,0 +1,127 @@
+"""Numba kernels of the CPU splat layer (:mod:`render.gl.cpu_splats`): forward-only compositing.
+
+Splats come projected by ``render._cpu_kernels.project_fwd`` (the cpu backend's own projection) and
+ordered front to back. :func:`bin_bands` lists, for each band of ``band`` image rows, the splats whose
+bounding box reaches it (in the given order); :func:`composite` then runs ``prange`` over bands, each
+pixel accumulating ``C += c alpha T`` front to back with gsplat's rules (alpha = min(0.999, o exp(-sigma)),
+skipped below 1/255 or for sigma < 0, stop once T would fall to 1e-4 or below), stopping at the mesh
+depth. Each row visits only the columns inside the splat's alpha >= 1/255 ellipse (plus a margin);
+the alpha test decides the rest, so the result is the same as visiting the whole bounding box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from render._cpu_kernels import sh_fwd
+
+ALPHA_MIN = 1.0 / 255.0
+T_MIN = 1e-4
+SPAN_MARGIN = 0.05  # sigma margin of the per-row column span; far above float rounding
+
+
+@njit(parallel=True, cache=True)
+def sh_colors(means, sh, campos, degree, radii, out):  # the cpu backend's sh_fwd in parallel chunks of 1024
+    n = means.shape[0]
+    for t in prange((n + 1023) // 1024):
+        sh_fwd(t * 1024, min(n, t * 1024 + 1024), means, sh, campos, degree, radii, out)
+
+
+@njit(cache=True)
+def bin_bands(order, means2d, radii, height, band):  # -> (starts [B + 1] int64, items [M] int32)
+    n_bands = (height + band - 1) // band
+    counts = np.zeros(n_bands + 1, np.int64)
+    for k in range(order.shape[0]):
+        g = order[k]
+        v, ry = means2d[g, 1], radii[g, 1]
+        b0 = max(0, int(math.floor((v - ry) / band)))
+        b1 = min(n_bands - 1, int(math.floor((v + ry) / band)))
+        for b in range(b0, b1 + 1):
+            counts[b + 1] += 1
+    for b in range(n_bands):
+        counts[b + 1] += counts[b]
+    items = np.empty(counts[n_bands], np.int32)
+    fill = counts[:n_bands].copy()
+    for k in range(order.shape[0]):
+        g = order[k]
+        v, ry = means2d[g, 1], radii[g, 1]
+        b0 = max(0, int(math.floor((v - ry) / band)))
+        b1 = min(n_bands - 1, int(math.floor((v + ry) / band)))
+        for b in range(b0, b1 + 1):
+            items[fill[b]] = g
+            fill[b] += 1
+    return counts, items
+
+
+@njit(parallel=True, cache=True)
+def composite(starts, items, means2d, conics, opacities, colors, depths, radii, limit, band, out):
+    """out [H, W, 4] (premultiplied rgb, alpha) from the binned splats; limit [H, W] view depth (inf: none).
+
+    Along a row sigma is a quadratic in x, so exp(-sigma) follows from two exps per row and two
+    multiplications per pixel: g(x + 1) = g(x) e(x), e(x + 1) = e(x) exp(-conic_xx) (float64).
+    """
+    height, width = out.shape[0], out.shape[1]
+    n_bands = starts.shape[0] - 1
+    for b in prange(n_bands):
+        y0 = b * band
+        y1 = min(height, y0 + band)
+        rows = y1 - y0
+        T = np.ones((rows, width), np.float32)  # transmittance, negated once the pixel is done
+        C = np.zeros((rows, width, 3), np.float32)
+        for k in range(starts[b], starts[b + 1]):
+            g = items[k]
+            u, v = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
+            ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
+            o = np.float64(opacities[g])
+            z = depths[g]
+            r, gg, bb = colors[g, 0], colors[g, 1], colors[g, 2]
+            smax = math.log(o / ALPHA_MIN) + SPAN_MARGIN
+            step2 = math.exp(-ca)
+            ry = radii[g, 1]
+            ya = max(y0, int(math.floor(v - ry - 0.5)))
+            yb = min(y1, int(math.ceil(v + ry + 0.5)))
+            for y in range(ya, yb):
+                dy = v - (y + 0.5)
+                # columns where 0.5 ca dx^2 + cb dx dy + 0.5 cc dy^2 <= smax
+                disc = cb * cb * dy * dy - ca * (cc * dy * dy - 2.0 * smax)
+                if disc < 0.0:
+                    continue
+                root = math.sqrt(disc)
+                dx_lo = (-cb * dy - root) / ca
+                dx_hi = (-cb * dy + root) / ca
+                # dx = u - (x + 0.5)  =>  x = u - 0.5 - dx
+                xa = max(0, int(math.floor(u - 0.5 - dx_hi)))
+                xb = min(width, int(math.ceil(u - 0.5 - dx_lo)) + 1)
+                if xa >= xb:
+                    continue
+                dx = u - (xa + 0.5)
+                sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                gauss = math.exp(-sigma)  # exp(-sigma) at x = xa
+                ratio = math.exp(-(0.5 * ca * (1.0 - 2.0 * dx) - cb * dy))  # exp(sigma(x) - sigma(x + 1))
+                ly = y - y0
+                for x in range(xa, xb):
+                    alpha = min(0.999, o * gauss)
+                    gauss *= ratio
+                    ratio *= step2
+                    t = T[ly, x]
+                    if t < 0.0 or alpha < ALPHA_MIN or z >= limit[y, x]:
+                        continue
+                    next_t = t * (1.0 - alpha)
+                    if next_t <= T_MIN:
+                        T[ly, x] = -t
+                        continue
+                    w = alpha * t
+                    C[ly, x, 0] += r * w
+                    C[ly, x, 1] += gg * w
+                    C[ly, x, 2] += bb * w
+                    T[ly, x] = next_t
+        for ly in range(rows):
+            for x in range(width):
+                t = T[ly, x]
+                out[y0 + ly, x, 0] = C[ly, x, 0]
+                out[y0 + ly, x, 1] = C[ly, x, 1]
+                out[y0 + ly, x, 2] = C[ly, x, 2]
+                out[y0 + ly, x, 3] = 1.0 - abs(t)

@@ -1,0 +1,70 @@
+"""Mesh shadows on splats: a box above a floor made of splats darkens the splats where geometry says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from render.gl import Renderer, RenderSettings, box_mesh, intrinsics_from_fov, look_at
+from scenes import Splats
+from scenes.scene import Light
+from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
+
+W, H = 160, 120
+
+
+def _splat_floor(spacing: float = 0.05) -> Splats:
+    """Flat grey splats tiling z = 0 over [-2.8, 2.8] x [-1.9, 1.9], overlapping so the floor is opaque."""
+    xs = np.arange(-2.8, 2.8 + 1e-9, spacing)
+    ys = np.arange(-1.9, 1.9 + 1e-9, spacing)
+    gx, gy = np.meshgrid(xs, ys)
+    n = gx.size
+    means = np.stack([gx.ravel(), gy.ravel(), np.zeros(n)], 1)
+    return Splats.from_activated(
+        means=means,
+        quats=np.tile([1.0, 0, 0, 0], (n, 1)),
+        scales=np.tile([0.6 * spacing, 0.6 * spacing, 0.002], (n, 1)),
+        opacities=np.full(n, 0.9),
+        colors=np.tile([0.6, 0.55, 0.5], (n, 1)),
+    )
+
+
+@pytest.mark.parametrize("path", ["gl", "cpu", "raster"])
+def test_box_above_splat_floor_shadows_the_splats_where_geometry_says(ctx, path):
+    # light at 45 degrees towards +X: a box [-0.25, 0.25]^2 x [1.0, 1.5] shadows x in [-1.75, -0.75], |y| < 0.25
+    light = Light(direction=(1.0, 0.0, 1.0), color=(1, 1, 1), intensity=0.5, ambient=(0.2, 0.2, 0.2))
+    factor = 0.2 / (0.2 + 0.5)  # (ambient + sun * 0) / (ambient + sun): the sun's share removed
+    viewmat = look_at([0.0, -0.01, 6.0], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 50)
+    floor = _splat_floor()
+    frames = {}
+    for shadows in (True, False):
+        settings = RenderSettings(splat_path=path, shadows=shadows, raster_backend="cpu" if path == "raster" else None)
+        with Renderer(ctx, W, H, settings) as r:
+            r.light = light
+            r.set_splats(floor)
+            r.add_mesh(box_mesh((0.5, 0.5, 0.5), (0, 0, 1.25), color=(0.9, 0.3, 0.2)))
+            frames[shadows] = r.render_frame(viewmat, K)
+    lit, dark = frames[False], frames[True]
+    save_artifact(f"splat_floor_shadow_{path}", np.concatenate([dark.color, lit.color], axis=1))
+    # world points on the floor, projected to pixels
+    gx, gy = np.meshgrid(np.linspace(-2.7, 2.7, 55), np.linspace(-1.8, 1.8, 37))
+    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
+    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
+    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    pts, u, v = pts[inside], u[inside], v[inside]
+    sees_floor = ~np.isfinite(dark.mesh_depth[v, u])  # not hidden by the box
+    in_shadow = (pts[:, 0] > -1.75) & (pts[:, 0] < -0.75) & (np.abs(pts[:, 1]) < 0.25)
+    margin = 0.15  # clear of the shadow's edge (splat footprints, PCF blur, pixel rounding)
+    far_from_edge = (np.abs(pts[:, 0] + 1.75) > margin) & (np.abs(pts[:, 0] + 0.75) > margin)
+    far_from_edge &= np.abs(np.abs(pts[:, 1]) - 0.25) > margin
+    check = sees_floor & far_from_edge
+    assert (check & in_shadow).sum() >= 5 and (check & ~in_shadow).sum() >= 100
+    base = lit.color[v, u]
+    assert (base > 0.3).all(axis=1)[check].all(), "the splat floor should be drawn and opaque enough"
+    np.testing.assert_allclose(dark.color[v, u][check & in_shadow], factor * base[check & in_shadow], atol=2e-3)
+    np.testing.assert_allclose(dark.color[v, u][check & ~in_shadow], base[check & ~in_shadow], atol=2e-3)
+    # the splats' coverage is unchanged: shadows scale colour, never alpha
+    np.testing.assert_allclose(dark.alpha, lit.alpha, atol=1e-5)
