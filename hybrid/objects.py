@@ -174,9 +174,11 @@ def refine_with_views(
     Clustering keeps only confident splats standing clearly above the ground, so an object's
     lowest band and its faint edge splats stay behind when it moves. A candidate (a splat of
     no object, near an object's collider) joins that object when, over all capture views, at
-    least ``agree`` of the pixels where it is the dominant splat lie inside the object's
-    projected collider: its own object agrees across views, while ground splats beside the base
-    fall outside the silhouette from most directions. Colliders and masses are unchanged.
+    least ``agree`` of the pixels where it is the dominant splat lie inside (within a pixel of)
+    the object's projected collider: its own object agrees across views, while ground splats
+    beside the base fall outside the silhouette from most directions. Splats within the fitted
+    ground plane's threshold (``metadata["segmentation"]``) are never candidates. Colliders and
+    masses are unchanged.
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -189,6 +191,10 @@ def refine_with_views(
     taken = np.zeros(len(s), bool)
     for o in scene.objects:
         taken[o.splat_indices] = True
+    ground = scene.metadata.get("segmentation", {}).get("ground", {})
+    if scene.ground is not None and ground.get("threshold"):  # the ground plane's own splats stay ground
+        g = scene.ground
+        taken |= np.abs(means @ np.asarray(g.normal, np.float64) - g.offset) < float(ground["threshold"])
     hulls, cand = [], np.full(len(s), -1, np.int64)
     best = np.full(len(s), np.inf)
     for k, o in enumerate(scene.objects):
@@ -259,5 +265,5 @@ def _in_silhouette(cam: Camera, pieces: list[np.ndarray], uv: np.ndarray) -> np.
             eq = ConvexHull(q[:, :2] / q[:, 2:3]).equations
         except QhullError:
             continue
-        out |= np.all(uv @ eq[:, :2].T + eq[:, 2] <= 0, axis=1)
+        out |= np.all(uv @ eq[:, :2].T + eq[:, 2] <= 1.0, axis=1)  # within a pixel: edge splats straddle it
     return out

@@ -71,12 +71,6 @@ def _parallel(k, name: str, dtype, jobs: int, serial_name: str | None = None):
     return lambda *args: serial(0, jobs, *args)
 
 
-def _num_threads() -> int:
-    import numba
-
-    return numba.get_num_threads()
-
-
 @contextmanager
 def _dynamic_schedule(chunk: int = 1):
     """Hand prange iterations (tiles) to threads a few at a time: tile costs vary a lot across an image."""
@@ -254,24 +248,22 @@ class _Rasterize(torch.autograd.Function):
         pk = meta.pk
         c, n = pk.shape[:2]
         nf = colors.shape[2]
-        jobs = 1  # float64 (gradcheck) runs serially
-        if pk.dtype == np.float32:  # a few jobs per thread (balance under load), one accumulator each, <= 256 MB
-            jobs = max(1, min(4 * _num_threads(), (256 << 20) // (4 * c * n * (k.G_RGB + nf) + 1)))
-        grads = np.zeros((jobs, c, n, k.G_RGB + nf), pk.dtype)  # summed in a fixed order: deterministic
-        v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
         h, w = meta.height, meta.width
+        # gradients per tile-list entry (each written by its own tile: no atomics, no per-thread copies of
+        # [C, N, G]), then summed per splat in a fixed order (deterministic)
+        pair_grads = np.empty((ids.shape[0], k.G_RGB + nf), pk.dtype)
+        v_bg_tiles = np.empty((c * n_tx * n_ty, nf), pk.dtype)
         v_rgb_np = _np(v_rgb) if v_rgb is not None else np.zeros((c, h, w, nf), pk.dtype)
         want_depth = meta.want_depth and v_depth is not None
         v_depth_np = _np(v_depth) if want_depth else np.zeros((1, 1, 1, 1), pk.dtype)
         v_alpha_np = _np(v_alpha) if v_alpha is not None else np.zeros((c, h, w, 1), pk.dtype)
-        args = (pk, _np(colors), bg, has_bg, want_depth, offsets, ids, w, h, n_tx, n_ty, out_t, out_last, v_rgb_np,
-                v_depth_np, v_alpha_np)  # fmt: skip
-        if jobs > 1:
-            with _dynamic_schedule():
-                k.raster_bwd(*args, grads, v_bg_tiles)
-        else:
-            k._raster_bwd_jobs(0, 1, *args, grads[0], v_bg_tiles)
-        per = grads[0] if jobs == 1 else grads.sum(0)
+        with _dynamic_schedule():
+            _parallel(k, "raster_bwd", pk.dtype, c * n_tx * n_ty)(
+                pk, _np(colors), bg, has_bg, want_depth, offsets, ids, w, h, n_tx, n_ty, out_t, out_last, v_rgb_np,
+                v_depth_np, v_alpha_np, pair_grads, v_bg_tiles,
+            )  # fmt: skip
+        per = np.zeros((c, n, k.G_RGB + nf), pk.dtype)
+        k.reduce_pairs(offsets, ids, n_tx * n_ty, pair_grads, per)
 
         def part(lo: int, hi: int) -> Tensor:  # contiguous numpy copies: autograd would clone strided views
             return torch.from_numpy(np.ascontiguousarray(per[..., lo:hi]))

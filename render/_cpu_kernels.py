@@ -765,16 +765,18 @@ G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-in
 
 
 @njit(cache=True)
-def _raster_bwd_jobs(
-    first, step,
+def _raster_bwd_range(
+    lo, hi,
     pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty,
     out_t, out_last, v_rgb, v_depth, v_alpha,
-    grads, v_bg_tiles,
+    pair_grads, v_bg_tiles,
 ):  # fmt: skip
-    """Back-to-front per pixel (gsplat's order), recovering T by division, for tiles first, first + step, ...
+    """Back-to-front per pixel (gsplat's order), recovering T by division, for tiles lo .. hi - 1.
 
-    Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] are added to
-    grads [C, N, G_RGB + F] (per camera and splat, see G_*) and written to v_bg_tiles [C*T, F].
+    Gradients of the outputs v_rgb [C,H,W,F], v_depth [C,H,W,D], v_alpha [C,H,W,1] are written per
+    tile-list entry to pair_grads [n_isect, G_RGB + F] (see G_*; every row of the tiles is written, so
+    no zeroing is needed and no two tiles share a row) and to v_bg_tiles [C*T, F]; reduce_pairs sums
+    the entries of each splat.
     """
     nf = colors.shape[2]
     rgb3 = nf == 3
@@ -784,7 +786,7 @@ def _raster_bwd_jobs(
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr = ft(0.999), ft(1.0 / 255.0)
-    for job in range(first, pk.shape[0] * n_tiles, step):
+    for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
         tile = job - c * n_tiles
@@ -824,6 +826,9 @@ def _raster_bwd_jobs(
                         v_bg_tiles[job, f] += t * v_rgb[c, py, px, f]
                 v_t_fin[p] = vtf * t  # d T_final / d alpha_k = -T_final / (1 - alpha_k)
                 vz[p] = v_depth[c, py, px, 0] if want_depth else zero
+        for k in range(max(k_max + 1, offsets[job]), offsets[job + 1]):  # entries no pixel reached
+            for j in range(pair_grads.shape[1]):
+                pair_grads[k, j] = zero
         for k in range(k_max, offsets[job] - 1, -1):
             g = ids[k]
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
@@ -891,34 +896,45 @@ def _raster_bwd_jobs(
                         amx += abs(gx)
                         amy += abs(gy)
                         vop += vis * v_a
-            grads[c, g, G_MX] += vmx
-            grads[c, g, G_MY] += vmy
-            grads[c, g, G_CA] += va
-            grads[c, g, G_CB] += vb
-            grads[c, g, G_CC] += vc
-            grads[c, g, G_OP] += vop
-            grads[c, g, G_AX] += amx
-            grads[c, g, G_AY] += amy
-            grads[c, g, G_Z] += vzg
+            pair_grads[k, G_MX] = vmx
+            pair_grads[k, G_MY] = vmy
+            pair_grads[k, G_CA] = va
+            pair_grads[k, G_CB] = vb
+            pair_grads[k, G_CC] = vc
+            pair_grads[k, G_OP] = vop
+            pair_grads[k, G_AX] = amx
+            pair_grads[k, G_AY] = amy
+            pair_grads[k, G_Z] = vzg
             if rgb3:
-                grads[c, g, G_RGB] += vf0
-                grads[c, g, G_RGB + 1] += vf1
-                grads[c, g, G_RGB + 2] += vf2
+                pair_grads[k, G_RGB] = vf0
+                pair_grads[k, G_RGB + 1] = vf1
+                pair_grads[k, G_RGB + 2] = vf2
             else:
                 for f in range(nf):
-                    grads[c, g, G_RGB + f] += vf[f]
+                    pair_grads[k, G_RGB + f] = vf[f]
 
 
 @njit(parallel=True, cache=True)
 def raster_bwd(
     pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty, out_t, out_last,
-    v_rgb, v_depth, v_alpha, grads, v_bg_tiles,
+    v_rgb, v_depth, v_alpha, pair_grads, v_bg_tiles,
 ):  # fmt: skip
-    """Backward of raster_fwd: parallel job j takes tiles j, j + J, j + 2J, ... (J = grads.shape[0]) and
-    accumulates into its own grads[j] [C, N, G]; the caller sums over j (deterministic for a fixed J)."""
-    n_jobs = grads.shape[0]
-    for j in prange(n_jobs):
-        _raster_bwd_jobs(
-            j, n_jobs, pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty,
-            out_t, out_last, v_rgb, v_depth, v_alpha, grads[j], v_bg_tiles,
+    """Backward of raster_fwd (see _raster_bwd_range), one 16x16 tile per parallel job."""
+    total = pk.shape[0] * n_tx * n_ty
+    for t in prange(total):
+        _raster_bwd_range(
+            t, t + 1, pk, colors, bg, has_bg, want_depth, offsets, ids, width, height, n_tx, n_ty,
+            out_t, out_last, v_rgb, v_depth, v_alpha, pair_grads, v_bg_tiles,
         )  # fmt: skip
+
+
+@njit(cache=True)
+def reduce_pairs(offsets, ids, n_tiles, pair_grads, grads):
+    """grads [C, N, G] += the pair_grads [n_isect, G] rows of each (camera, splat), in tile-list order
+    (a fixed order: deterministic)."""
+    for job in range(offsets.shape[0] - 1):
+        c = job // n_tiles
+        for k in range(offsets[job], offsets[job + 1]):
+            g = ids[k]
+            for j in range(pair_grads.shape[1]):
+                grads[c, g, j] += pair_grads[k, j]

@@ -98,6 +98,7 @@ class ViewerSession:
         self._asset_meshes: dict[str, tuple[int, Path]] = {}  # spawned name -> (renderer mesh id, file)
         self._mesh_cache: dict[Path, Mesh] = {}
         self._last_poses: np.ndarray | None = None
+        self._body_of_splat: np.ndarray | None = None  # [N] object index of each scene splat (-1: none)
         self._last_names: tuple[str, ...] = ()
         vs = self.settings
         rs = RenderSettings(splat_path=vs.splat_path, background=vs.background, shadows=vs.shadows,
@@ -392,9 +393,28 @@ class ViewerSession:
             if len(self.scene.splats):
                 means, quats, _, _ = self.world.splat_arrays()
                 self.renderer.update_splats(means, quats)
+                self._sync_sh_frames(dict(zip(names, poses, strict=True)))
             self._sync_meshes(dict(zip(names, poses, strict=True)))
         self._last_poses, self._last_names = poses.copy(), names
         return True
+
+    def _sync_sh_frames(self, poses: dict[str, np.ndarray]) -> None:
+        """View-dependent colour of moved objects: the renderer keeps the rest SH (the rig's "view_dir"
+        mode) and evaluates them with the view direction in each object's rest frame."""
+        rig = self.world.rig
+        if self.scene.splats.sh_degree == 0 or rig.sh_mode != "view_dir" or rig.num_bodies == 0:
+            return
+        if self._body_of_splat is None:
+            body = np.full(len(self.scene.splats), -1, np.int32)
+            for b, idx in enumerate(rig.groups):
+                body[idx] = b
+            self._body_of_splat = body
+        rest_q = rig.rest_poses[:, 3:]
+        now_q = np.array(
+            [poses[o.name][3:] if o.name in poses else rest_q[i] for i, o in enumerate(self.scene.objects)]
+        )
+        rotations = quat_to_matrix(now_q) @ np.swapaxes(quat_to_matrix(rest_q), 1, 2)
+        self.renderer.set_splat_rotations(self._body_of_splat, rotations)
 
     def _sync_meshes(self, poses: dict[str, np.ndarray]) -> None:
         r = self.renderer

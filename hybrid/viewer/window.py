@@ -291,10 +291,14 @@ class ViewerWindow:
         s = self.session
         (rw, rh), (vw, vh) = s.render_size, s.view_size
         name = self.ctx.info.get("GL_RENDERER", "?").split(" (")[0]
+        r = s.renderer
+        splats = ""
+        if r.settings.splat_path == "cpu" and r.splat_size != (0, 0) and r.splat_size != (rw, rh):
+            splats = f", splats (CPU) at {r.splat_size[0]}x{r.splat_size[1]}"
         if (rw, rh) == (vw, vh):
-            return f"{name}: rendering {rw}x{rh}"
+            return f"{name}: rendering {rw}x{rh}{splats}"
         cpu = " (CPU GL: lower internal resolution)" if s.software_gl else ""
-        return f"{name}: rendering {rw}x{rh}, upscaled to {vw}x{vh}{cpu}"
+        return f"{name}: rendering {rw}x{rh}{splats}, upscaled to {vw}x{vh}{cpu}"
 
     # ------------------------------------------------------------------ frames
     def _needs_redraw(self, moved: bool) -> bool:

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("pybullet")
 pytest.importorskip("trimesh")
 
-from hybrid.objects import _PALETTE, click_seed, contact_sheet, overview_camera  # noqa: E402
+from hybrid.objects import _PALETTE, click_seed, contact_sheet, overview_camera, render_ids  # noqa: E402
 from physics import segment_scene  # noqa: E402
 from scenes import Camera, Scene, SceneError  # noqa: E402
 from tests.physics._scenes import PRIMITIVES, primitive_splats  # noqa: E402
@@ -78,3 +78,31 @@ def test_cli_detects_renames_and_saves(data, tmp_path):
     assert run.exit_code == 0, run.output
     assert (tmp_path / "s" / "objects.png").is_file()
     assert sorted(o.name for o in load_scene(tmp_path / "s").objects) == ["crate", "object_1", "object_2"]
+
+
+def test_refinement_with_capture_views_adds_the_lowest_band_and_not_the_ground(data):
+    from hybrid.objects import refine_with_views
+    from physics import SegmentConfig
+
+    scene, labels = data
+    ring = tuple(Camera.look_at([1.3 * np.cos(a), 1.3 * np.sin(a), 0.9], [0.0, 0.0, 0.05], width=160, height=120)
+                 for a in np.linspace(0, 2 * np.pi, 8, endpoint=False))  # fmt: skip
+    scene = Scene(scene.splats, capture_cameras=ring)
+    # a high min_height leaves the lowest 4 cm of every object behind, as a thick lifted ground does
+    found = segment_scene(scene, SegmentConfig(min_height=0.04))
+    refined, added = refine_with_views(found)
+    shown = np.zeros(len(scene.splats) + 1)  # pixels each splat dominates over the views
+    for cam in ring:
+        np.add.at(shown, render_ids(found, cam)[1].reshape(-1), 1)
+    box = {n: labels[n] for n in ("box_a", "box_b", "ball")}
+    back = []
+    for o, r in zip(found.objects, refined.objects, strict=True):
+        name = max(box, key=lambda n: np.isin(o.splat_indices, box[n]).sum())
+        low = box[name][scene.splats.means[box[name], 2] < 0.035]  # the band clustering left out
+        assert not np.isin(low, o.splat_indices).any()
+        seen = low[shown[low] >= 2]  # hidden splats stay out: no view vouches for them
+        back.append(np.isin(seen, r.splat_indices))
+        assert np.isin(r.splat_indices, box[name]).mean() > 0.99, name  # and no ground, haze or floater
+        assert added[o.name] == r.splat_indices.size - o.splat_indices.size
+    back = np.concatenate(back)
+    assert len(back) > 50 and back.mean() > 0.8, (len(back), back.mean())  # the views give the band back

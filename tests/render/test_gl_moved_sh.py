@@ -35,7 +35,7 @@ def _moved_scene():
     return splats, means.copy(), quats.copy(), sh.copy(), body, R
 
 
-@pytest.mark.parametrize("path", ["gl", "cpu"])
+@pytest.mark.parametrize("path", ["gl", "cpu", "raster"])
 def test_moved_objects_view_dependent_colour_matches_rasterize_with_rotated_sh(ctx, path):
     import torch
 
@@ -51,7 +51,8 @@ def test_moved_objects_view_dependent_colour_matches_rasterize_with_rotated_sh(c
         torch.tensor(viewmat, dtype=torch.float32)[None], torch.tensor(K, dtype=torch.float32)[None], W, H,
         sh_degree=3, backend="cpu",
     ).colors[0].numpy()  # fmt: skip
-    with Renderer(ctx, W, H, RenderSettings(splat_path=path)) as r:
+    settings = RenderSettings(splat_path=path, raster_backend="cpu" if path == "raster" else None)
+    with Renderer(ctx, W, H, settings) as r:
         r.set_splats(splats)  # rest SH
         r.update_splats(means, quats)
         stale = r.render_frame(viewmat, K)  # world-frame evaluation of rest SH: what this fixes

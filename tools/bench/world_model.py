@@ -495,6 +495,8 @@ def main() -> None:
                     a.colour_steps,
                 )  # fmt: skip
             )
+            # rows so far, in case a long run is cut short
+            (out_dir / "rows.json").write_text(json.dumps([r for res in results for r in res["rows"]], indent=0))
     timing = residual_timing()
     a.panels = out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir
     text = report(results, timing, a)
