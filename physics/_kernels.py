@@ -20,6 +20,46 @@ numba = require("numba", "the compiled splat transforms")
 # P[b] packs a body's motion since rest: R row-major (0-8), t (9-11), q wxyz (12-15).
 
 
+@numba.njit(cache=True)
+def rig_pack(poses, rest_inv, P):  # [B, 7] float64, [B, 7] float64 -> P [B, 16] float32 in place
+    """``P[b] = pack(poses[b] * rest_inv[b])`` as ``_pack(pose_compose(...))`` computes it, without allocating.
+
+    Returns -1, or the first body whose quaternion has zero length (P is then incomplete).
+    """
+    for b in range(poses.shape[0]):
+        ax, ay, az = poses[b, 0], poses[b, 1], poses[b, 2]
+        aw, aqx, aqy, aqz = poses[b, 3], poses[b, 4], poses[b, 5], poses[b, 6]
+        bw, bx, by, bz = rest_inv[b, 3], rest_inv[b, 4], rest_inv[b, 5], rest_inv[b, 6]
+        na = (aw * aw + aqx * aqx + aqy * aqy + aqz * aqz) ** 0.5
+        if na == 0.0:
+            return b
+        w, x, y, z = aw / na, aqx / na, aqy / na, aqz / na  # the translation turns with the unit quaternion
+        px, py, pz = rest_inv[b, 0], rest_inv[b, 1], rest_inv[b, 2]
+        tx = (1 - 2 * (y * y + z * z)) * px + 2 * (x * y - w * z) * py + 2 * (x * z + w * y) * pz + ax
+        ty = 2 * (x * y + w * z) * px + (1 - 2 * (x * x + z * z)) * py + 2 * (y * z - w * x) * pz + ay
+        tz = 2 * (x * z - w * y) * px + 2 * (y * z + w * x) * py + (1 - 2 * (x * x + y * y)) * pz + az
+        qw = aw * bw - aqx * bx - aqy * by - aqz * bz  # Hamilton product of the raw quaternions
+        qx = aw * bx + aqx * bw + aqy * bz - aqz * by
+        qy = aw * by - aqx * bz + aqy * bw + aqz * bx
+        qz = aw * bz + aqx * by - aqy * bx + aqz * bw
+        nq = (qw * qw + qx * qx + qy * qy + qz * qz) ** 0.5
+        if nq == 0.0:
+            return b
+        w, x, y, z = qw / nq, qx / nq, qy / nq, qz / nq
+        P[b, 0] = 1 - 2 * (y * y + z * z)
+        P[b, 1] = 2 * (x * y - w * z)
+        P[b, 2] = 2 * (x * z + w * y)
+        P[b, 3] = 2 * (x * y + w * z)
+        P[b, 4] = 1 - 2 * (x * x + z * z)
+        P[b, 5] = 2 * (y * z - w * x)
+        P[b, 6] = 2 * (x * z - w * y)
+        P[b, 7] = 2 * (y * z + w * x)
+        P[b, 8] = 1 - 2 * (x * x + y * y)
+        P[b, 9], P[b, 10], P[b, 11] = tx, ty, tz
+        P[b, 12], P[b, 13], P[b, 14], P[b, 15] = w, x, y, z
+    return -1
+
+
 @numba.njit(cache=True, fastmath=True)
 def rig_move(
     entries,  # [M] int64 splat indices, sorted

@@ -351,7 +351,7 @@ class SplatRig:
         poses: np.ndarray,  # [B, 7] current body poses
         visible: np.ndarray | None = None,  # [B] bool; False hides a body's splats
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        from physics._kernels import rig_move, rig_rotate_sh
+        from physics._kernels import rig_move, rig_pack, rig_rotate_sh
 
         poses = _poses(poses, "poses").reshape(-1, 7)
         if poses.shape[0] != self.num_bodies:
@@ -362,12 +362,14 @@ class SplatRig:
         changed = np.any(poses != self._last, axis=1)
         lay = self._layout
         if changed.any():
-            delta = pose_compose(poses, self._rest_inv)
-            self._P = _pack(delta)
+            bad = rig_pack(poses, self._rest_inv, self._P)  # in place: no per-frame allocation
+            if bad >= 0:
+                raise ShapeError(f"SplatRig.apply: the quaternion of body {bad} has zero length; give [w, x, y, z]")
             rig_move(lay.entries, lay.run_starts, lay.run_body, changed, self._P,
                      self.splats.means, self.splats.quats, self.means, self.quats)  # fmt: skip
             degree = self.splats.sh_degree
             if self.sh_mode == "rotate_sh" and degree > 0:
+                delta = pose_compose(poses, self._rest_inv)
                 D = np.zeros((self.num_bodies, 3, 7, 7), np.float32)  # bands 1..3 padded to 7x7
                 for band, Db in enumerate(sh_rotation_blocks(quat_to_matrix(delta[:, 3:]), degree), start=1):
                     D[:, band - 1, : 2 * band + 1, : 2 * band + 1] = Db
@@ -375,8 +377,8 @@ class SplatRig:
         for b in np.nonzero(visible != self._visible)[0]:
             idx = lay.groups[b]
             self.opacity_logits[idx] = self.splats.opacity_logits[idx] if visible[b] else -100.0
-        self._last = poses.copy()
-        self._visible = visible.copy()
+        self._last[...] = poses
+        self._visible[...] = visible
         return self.means, self.quats, self.sh, self.opacity_logits
 
     def colors(self, campos: np.ndarray) -> np.ndarray:  # [3] -> [N, 3] float32

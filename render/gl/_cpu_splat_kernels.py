@@ -1,8 +1,9 @@
 """Numba kernels of the CPU splat layer (:mod:`render.gl.cpu_splats`): forward-only compositing.
 
 Splats come projected by ``render._cpu_kernels.project_fwd`` (the cpu backend's own projection) and
-ordered front to back. :func:`bin_bands` lists, for each band of ``band`` image rows, the splats whose
-bounding box reaches it (in the given order); :func:`composite` then runs ``prange`` over bands, each
+are packed front to back by :func:`pack` (one row of ``PACK`` floats a splat, so that compositing
+reads memory in order). :func:`bin_bands` lists, for each band of ``band`` image rows, the splats whose
+bounding box reaches it (in order); :func:`composite` then runs ``prange`` over bands, each
 pixel accumulating ``C += c alpha T`` front to back with gsplat's rules (alpha = min(0.999, o exp(-sigma)),
 skipped below 1/255 or for sigma < 0, stop once T would fall to 1e-4 or below), stopping at the mesh
 depth. Each row visits only the columns inside the splat's alpha >= 1/255 ellipse (plus a margin);
@@ -30,13 +31,30 @@ def sh_colors(means, sh, campos, degree, radii, out):  # the cpu backend's sh_fw
         sh_fwd(t * 1024, min(n, t * 1024 + 1024), means, sh, campos, degree, radii, out)
 
 
+PACK = 12  # u, v, conic xx, xy, yy, opacity, depth, r, g, b, radius x, radius y
+P_U, P_V, P_CA, P_CB, P_CC, P_O, P_Z, P_R, P_G, P_B, P_RX, P_RY = range(PACK)
+
+
+@njit(parallel=True, cache=True)
+def pack(order, means2d, conics, opacities, depths, colors, radii):  # -> [M, PACK] float32 in ``order``
+    m = order.shape[0]
+    out = np.empty((m, PACK), np.float32)
+    for k in prange(m):
+        g = order[k]
+        out[k, P_U], out[k, P_V] = means2d[g, 0], means2d[g, 1]
+        out[k, P_CA], out[k, P_CB], out[k, P_CC] = conics[g, 0], conics[g, 1], conics[g, 2]
+        out[k, P_O], out[k, P_Z] = opacities[g], depths[g]
+        out[k, P_R], out[k, P_G], out[k, P_B] = colors[g, 0], colors[g, 1], colors[g, 2]
+        out[k, P_RX], out[k, P_RY] = radii[g, 0], radii[g, 1]
+    return out
+
+
 @njit(cache=True)
-def bin_bands(order, means2d, radii, height, band):  # -> (starts [B + 1] int64, items [M] int32)
+def bin_bands(packed, height, band):  # -> (starts [B + 1] int64, items [M'] int32: rows of ``packed``)
     n_bands = (height + band - 1) // band
     counts = np.zeros(n_bands + 1, np.int64)
-    for k in range(order.shape[0]):
-        g = order[k]
-        v, ry = means2d[g, 1], radii[g, 1]
+    for k in range(packed.shape[0]):
+        v, ry = packed[k, P_V], packed[k, P_RY]
         b0 = max(0, int(math.floor((v - ry) / band)))
         b1 = min(n_bands - 1, int(math.floor((v + ry) / band)))
         for b in range(b0, b1 + 1):
@@ -45,19 +63,18 @@ def bin_bands(order, means2d, radii, height, band):  # -> (starts [B + 1] int64,
         counts[b + 1] += counts[b]
     items = np.empty(counts[n_bands], np.int32)
     fill = counts[:n_bands].copy()
-    for k in range(order.shape[0]):
-        g = order[k]
-        v, ry = means2d[g, 1], radii[g, 1]
+    for k in range(packed.shape[0]):
+        v, ry = packed[k, P_V], packed[k, P_RY]
         b0 = max(0, int(math.floor((v - ry) / band)))
         b1 = min(n_bands - 1, int(math.floor((v + ry) / band)))
         for b in range(b0, b1 + 1):
-            items[fill[b]] = g
+            items[fill[b]] = k
             fill[b] += 1
     return counts, items
 
 
 @njit(parallel=True, cache=True)
-def composite(starts, items, means2d, conics, opacities, colors, depths, radii, limit, band, out):
+def composite(starts, items, packed, limit, band, out):
     """out [H, W, 4] (premultiplied rgb, alpha) from the binned splats; limit [H, W] view depth (inf: none).
 
     Along a row sigma is a quadratic in x, so exp(-sigma) follows from two exps per row and two
@@ -73,14 +90,14 @@ def composite(starts, items, means2d, conics, opacities, colors, depths, radii, 
         C = np.zeros((rows, width, 3), np.float32)
         for k in range(starts[b], starts[b + 1]):
             g = items[k]
-            u, v = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
-            ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
-            o = np.float64(opacities[g])
-            z = depths[g]
-            r, gg, bb = colors[g, 0], colors[g, 1], colors[g, 2]
+            u, v = np.float64(packed[g, P_U]), np.float64(packed[g, P_V])
+            ca, cb, cc = np.float64(packed[g, P_CA]), np.float64(packed[g, P_CB]), np.float64(packed[g, P_CC])
+            o = np.float64(packed[g, P_O])
+            z = packed[g, P_Z]
+            r, gg, bb = packed[g, P_R], packed[g, P_G], packed[g, P_B]
             smax = math.log(o / ALPHA_MIN) + SPAN_MARGIN
             step2 = math.exp(-ca)
-            ry = radii[g, 1]
+            ry = packed[g, P_RY]
             ya = max(y0, int(math.floor(v - ry - 0.5)))
             yb = min(y1, int(math.ceil(v + ry + 0.5)))
             for y in range(ya, yb):

@@ -148,7 +148,7 @@ class CPUSplatLayer:
         self.last_visible = len(visible)
         # front to back, ties by index: positive float32 depths sort like their bit patterns
         order = visible[pk_mod.radix_argsort(np.ascontiguousarray(depths[0, visible]).view(np.uint32))]
-        starts, items = ck.bin_bands(order, means2d[0], radii[0], height, _BAND)
-        ck.composite(starts, items, means2d[0], conics[0], opac[0], colors, depths[0], radii[0],
-                     np.ascontiguousarray(limit, f32), _BAND, out)  # fmt: skip
+        packed = ck.pack(order, means2d[0], conics[0], opac[0], depths[0], colors, radii[0])
+        starts, items = ck.bin_bands(packed, height, _BAND)
+        ck.composite(starts, items, packed, np.ascontiguousarray(limit, f32), _BAND, out)
         return out

@@ -13,6 +13,9 @@ scene content (one splat set, any number of meshes with their poses, the light).
    texture (``splat_path="raster"``), or as an image composited by numba on the CPU for software
    GL such as llvmpipe (``splat_path="cpu"``, :mod:`render.gl.cpu_splats`), optionally at a lower
    internal resolution (``splat_scale``, or ``splat_budget_ms`` to choose it each frame).
+   Splats in a mesh's shadow lose the sun's share of their colour (shadow map looked up at each
+   splat centre, every path); moved objects' SH are evaluated in their rest frames once
+   :meth:`Renderer.set_splat_rotations` gave the rotations.
 
 The result stays on the GPU: :meth:`Renderer.present` draws it to a window's framebuffer (the
 viewer), :meth:`Renderer.read` copies it to numpy (scripts, tests, video).
@@ -53,6 +56,8 @@ class RenderSettings:
     shadows: bool = True  # shadow map for the meshes
     shadow_map_size: int = 2048  # shadow map resolution, texels per side
     shadow_bias: float = 0.0015  # light-space depth bias (fraction of the light's depth range)
+    splat_shadow_casting: bool = False  # gl path: splats also cast shadows (quads cut at alpha 0.5 in the
+    # shadow map; costs one more splat draw, expensive on llvmpipe)
     resort_angle_deg: float = 0.5  # CPU sort: re-sort once the view direction turned this much (the GPU sort: any turn)
     sort: str = "auto"  # GL path depth sort: "cpu" (numpy), "gpu" (GL 4.3 compute), "auto" (gpu unless llvmpipe)
     raster_backend: str | None = None  # raster path: render.rasterize backend; None picks the best available
@@ -75,6 +80,11 @@ class RenderSettings:
             raise ShapeError(
                 f"RenderSettings: need 0 < min_splat_scale <= splat_scale <= 1, got min_splat_scale="
                 f"{self.min_splat_scale}, splat_scale={self.splat_scale}"
+            )
+        if self.splat_shadow_casting and self.splat_path != "gl":
+            raise BackendError(
+                f"RenderSettings.splat_shadow_casting needs splat_path='gl', got {self.splat_path!r}; "
+                "turn it off for the other paths"
             )
         if self.splat_budget_ms is not None and not self.splat_budget_ms > 0:
             raise ShapeError(f"RenderSettings.splat_budget_ms must be > 0 ms or None, got {self.splat_budget_ms}")
@@ -339,7 +349,8 @@ class Renderer:
     def _shadow_pass(self, visible: list[_MeshEntry]) -> np.ndarray | None:
         casters = [e for e in visible if e.mesh.cast_shadows and e.mesh.lit is not None]
         has_splats = self._splats is not None and len(self._splats) > 0
-        if not casters or not (has_splats or any(e.mesh.lit for e in visible)):
+        splat_casters = has_splats and self.settings.splat_shadow_casting
+        if not (casters or splat_casters) or not (has_splats or any(e.mesh.lit for e in visible)):
             return None
         moderngl = require("moderngl", "GL rendering")
         direction, _, _ = self._light_params()
@@ -348,6 +359,10 @@ class Renderer:
         for e in visible:  # receivers and casters together bound the light frustum
             a, b = transform_bounds(*e.mesh.bounds(), e.model)
             lo, hi = np.minimum(lo, a), np.maximum(hi, b)
+        if splat_casters:  # the splats' centres, padded by their largest extent
+            means = np.asarray(self._splat_means, np.float64)
+            pad = 3.0 * float(np.max(self._splats.scales))
+            lo, hi = np.minimum(lo, means.min(0) - pad), np.maximum(hi, means.max(0) + pad)
         light_vp = _light_matrix(direction, lo, hi)
         ctx = self.ctx
         self._shadow_fbo.use()
@@ -362,6 +377,8 @@ class Renderer:
             for e in casters:
                 self._shadow_prog["u_model"].write(_mat(e.model))
                 e.shadow_vao.render(moderngl.TRIANGLES)
+            if splat_casters:
+                self.splat_layer.draw_shadow_casters(light_vp)
         finally:
             ctx.polygon_offset = (0.0, 0.0)
         return light_vp

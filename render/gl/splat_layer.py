@@ -11,6 +11,10 @@ forward axis turned or the splats changed. ``sort="cpu"`` sorts with numpy (args
 uploads the order, and waits until the view turned by more than ``resort_angle_deg``;
 ``sort="gpu"`` runs a bitonic sort in GL 4.3 compute shaders, leaving the order in the same buffer
 without a round trip, on every turn of the view.
+
+The preprocess pass also darkens splats in mesh shadows (``shadow``, ``shaders/splat_shadow.glsl``)
+and, after :meth:`GLSplatLayer.set_rotations`, evaluates each moved object's SH with the view
+direction in its rest frame (a body index per splat in the scale texture's w, rotations in a texture).
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class GLSplatLayer:
         self._scales = np.zeros((0, 3), np.float32)
         self._body = None  # [N] int32 body of each splat (-1 none), or None: SH in the world frame
         self._rot_tex = None
+        self._cast = None  # (program, vertex array) of draw_shadow_casters, built on first use
 
     # ------------------------------------------------------------------ data
     def set_splats(self, splats: Splats | None) -> None:
@@ -348,6 +353,23 @@ class GLSplatLayer:
             fbo.depth_mask = True
             ctx.disable(moderngl.BLEND)
 
+    def draw_shadow_casters(self, light_vp: np.ndarray, alpha_cut: float = 0.5) -> None:
+        """Write the splats' depth into the bound shadow map where each one's alpha reaches ``alpha_cut``."""
+        if self.count == 0:
+            return
+        moderngl = _moderngl()
+        if self._cast is None:
+            prog = build_program(self.ctx, "splat_cast.vert", "splat_cast.frag")
+            self._cast = (prog, self.ctx.vertex_array(prog, [(self._quad, "2f", "in_corner")]))
+        prog, vao = self._cast
+        for unit, name in enumerate(("mean_opacity", "quat", "scale")):
+            self._tex[name].use(unit)
+            prog[f"u_{name}"].value = unit
+        prog["u_tex_width"].value = _TEX_WIDTH
+        prog["u_light_vp"].write(np.ascontiguousarray(np.asarray(light_vp, np.float64).T, np.float32).tobytes())
+        prog["u_alpha_cut"].value = float(alpha_cut)
+        vao.render(mode=moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
+
     # ------------------------------------------------------------------ lifetime
     def _release_data(self) -> None:
         for obj in (
@@ -368,7 +390,7 @@ class GLSplatLayer:
 
     def release(self) -> None:
         self._release_data()
-        for obj in (self._pre, self._draw, self._quad):
+        for obj in (self._pre, self._draw, self._quad, *(self._cast or ())):
             obj.release()
         if self.sort_mode == "gpu":
             self._sort_keys.release()

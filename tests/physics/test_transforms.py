@@ -138,3 +138,17 @@ def test_rig_rejects_bad_groups_and_poses():
         rig.apply(random_poses(rng, 2))
     with pytest.raises(ShapeError, match=r"sh_mode must be one of"):
         SplatRig(splats, [np.arange(5)], random_poses(rng, 1), sh_mode="fast")
+    with pytest.raises(ShapeError, match=r"the quaternion of body 0 has zero length"):
+        rig.apply(np.array([[0.0, 0, 0, 0, 0, 0, 0]]))
+
+
+def test_compiled_pose_packing_matches_the_numpy_composition():
+    from physics._kernels import rig_pack
+    from physics.transforms import _pack
+
+    rng = np.random.default_rng(11)
+    poses = np.concatenate([rng.normal(size=(50, 3)), rng.normal(size=(50, 4)) * 3], 1)  # unnormalised quaternions
+    rest_inv = pose_inverse(random_poses(rng, 50))
+    P = np.full((50, 16), np.nan, np.float32)
+    assert rig_pack(poses, rest_inv, P) == -1
+    np.testing.assert_allclose(P, _pack(pose_compose(poses, rest_inv)), atol=2e-6)

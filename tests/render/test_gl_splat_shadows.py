@@ -68,3 +68,74 @@ def test_box_above_splat_floor_shadows_the_splats_where_geometry_says(ctx, path)
     np.testing.assert_allclose(dark.color[v, u][check & ~in_shadow], base[check & ~in_shadow], atol=2e-3)
     # the splats' coverage is unchanged: shadows scale colour, never alpha
     np.testing.assert_allclose(dark.alpha, lit.alpha, atol=1e-5)
+
+
+def test_splat_square_above_a_mesh_plane_casts_its_shadow_where_geometry_says(ctx):
+    # opaque flat splats tiling [-0.25, 0.25]^2 at z = 1.25, light at 45 degrees towards +X: the
+    # plane z = 0 is in shadow for x in [-1.5, -1.0], |y| < 0.25 (the mesh test's box top, made of splats)
+    from render.gl import plane_mesh
+
+    albedo = np.array([0.8, 0.8, 0.8])
+    light = Light(direction=(1.0, 0.0, 1.0), color=(1, 1, 1), intensity=0.5, ambient=(0.2, 0.2, 0.2))
+    lit_value = albedo * (0.2 + 0.5 * np.cos(np.radians(45)))
+    shadowed_value = albedo * 0.2
+    step = 0.02
+    g = np.arange(-0.25 + step / 2, 0.25, step)
+    gx, gy = np.meshgrid(g, g)
+    n = gx.size
+    roof = Splats.from_activated(
+        means=np.stack([gx.ravel(), gy.ravel(), np.full(n, 1.25)], 1),
+        quats=np.tile([1.0, 0, 0, 0], (n, 1)),
+        scales=np.tile([0.6 * step, 0.6 * step, 0.002], (n, 1)),
+        opacities=np.full(n, 0.98),
+        colors=np.tile([0.2, 0.4, 0.9], (n, 1)),
+    )
+    viewmat = look_at([0.0, -0.01, 6.0], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 50)
+    frames = {}
+    for cast in (True, False):
+        with Renderer(ctx, W, H, RenderSettings(splat_shadow_casting=cast)) as r:
+            r.light = light
+            r.set_splats(roof)
+            r.add_mesh(plane_mesh((6, 4), color=albedo))
+            frames[cast] = r.render_frame(viewmat, K)
+    frame = frames[True]
+    save_artifact("splat_roof_shadow", np.concatenate([frame.color, frames[False].color], axis=1))
+    gx, gy = np.meshgrid(np.linspace(-2.8, 2.8, 57), np.linspace(-1.9, 1.9, 39))
+    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
+    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
+    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    pts, u, v = pts[inside], u[inside], v[inside]
+    open_sky = frame.alpha[v, u] >= 1.0 - 1e-6  # plane pixels not covered by the splats themselves
+    open_sky &= (np.abs(pts[:, 0]) > 0.5) | (np.abs(pts[:, 1]) > 0.5)
+    in_shadow = (pts[:, 0] > -1.5) & (pts[:, 0] < -1.0) & (np.abs(pts[:, 1]) < 0.25)
+    margin = 0.1
+    far_from_edge = (np.abs(pts[:, 0] + 1.5) > margin) & (np.abs(pts[:, 0] + 1.0) > margin)
+    far_from_edge &= np.abs(np.abs(pts[:, 1]) - 0.25) > margin
+    check = open_sky & far_from_edge
+    colors = frame.color[v, u]
+    assert (check & in_shadow).sum() >= 5 and (check & ~in_shadow).sum() >= 100
+    np.testing.assert_allclose(
+        colors[check & in_shadow], np.broadcast_to(shadowed_value, (int((check & in_shadow).sum()), 3)), atol=3e-3
+    )
+    np.testing.assert_allclose(
+        colors[check & ~in_shadow], np.broadcast_to(lit_value, (int((check & ~in_shadow).sum()), 3)), atol=3e-3
+    )
+    # the roof does not shadow itself (its own depth in the map is behind the bias)
+    roof_px = (K[:2, :2] @ (np.array([[-0.2, -0.2], [0.2, 0.2]]).T / (6.0 - 1.25)) + K[:2, 2:]).T.astype(int)
+    (x0, y0), (x1, y1) = roof_px.min(0), roof_px.max(0)
+    np.testing.assert_allclose(frame.color[y0:y1, x0:x1], frames[False].color[y0:y1, x0:x1], atol=2e-3)
+    assert frame.alpha[y0:y1, x0:x1].min() > 0.95
+    # without casting, the plane is lit everywhere the splats leave open
+    np.testing.assert_allclose(
+        frames[False].color[v, u][check], np.broadcast_to(lit_value, (int(check.sum()), 3)), atol=3e-3
+    )
+
+
+def test_splat_shadow_casting_needs_the_gl_path():
+    from scenes.errors import BackendError
+
+    with pytest.raises(BackendError, match="splat_shadow_casting"):
+        RenderSettings(splat_path="cpu", splat_shadow_casting=True)
