@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from scenes.errors import ShapeError
-from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3, Splats
+from scenes.rotations import quat_multiply
+from scenes.splats import SH_C0, Splats, sh_basis_terms
 
 __all__ = [
     "quat_multiply",
@@ -46,9 +47,8 @@ __all__ = [
     "SplatRig",
 ]
 
-# 3DGS real SH basis constants (bands 0-3), as in the Inria reference and gsplat.
-_C0, _C1, _C2, _C3 = SH_C0, SH_C1, SH_C2, SH_C3
-_BANDS = ((0, 1), (1, 4), (4, 9), (9, 16))  # coefficient ranges of bands 0..3
+# Coefficient ranges of the SH bands (the basis itself is scenes.splats.sh_basis_terms).
+_BANDS = ((0, 1), (1, 4), (4, 9), (9, 16))
 
 
 # ------------------------------------------------------------------------------------ quaternions
@@ -58,23 +58,6 @@ def quat_normalize(q: np.ndarray) -> np.ndarray:  # [..., 4] -> [..., 4]
     if np.any(n == 0) or not np.all(np.isfinite(n)):
         raise ShapeError("quaternion: zero-length or non-finite quaternion; give [w, x, y, z] with a non-zero norm")
     return q / n
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # [..., 4] x [..., 4] -> [..., 4], wxyz
-    """Hamilton product ``a * b`` (apply ``b`` first, then ``a``)."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        -1,
-    )
 
 
 def quat_conjugate(q: np.ndarray) -> np.ndarray:  # [..., 4] -> [..., 4]
@@ -179,23 +162,7 @@ def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:  # [7]
 def sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:  # [..., 3] unit -> [..., (degree+1)^2]
     """The 3DGS real SH basis (with its constants and signs) at unit directions ``dirs``."""
     d = np.asarray(dirs, np.float64)
-    x, y, z = d[..., 0], d[..., 1], d[..., 2]
-    out = [np.full(x.shape, _C0)]
-    if degree >= 1:
-        out += [-_C1 * y, _C1 * z, -_C1 * x]
-    if degree >= 2:
-        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-        out += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [
-            _C3[0] * y * (3 * xx - yy),
-            _C3[1] * xy * z,
-            _C3[2] * y * (4 * zz - xx - yy),
-            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
-            _C3[4] * x * (4 * zz - xx - yy),
-            _C3[5] * z * (xx - yy),
-            _C3[6] * x * (xx - 3 * yy),
-        ]
+    out = [np.full(d.shape[:-1], SH_C0)] + sh_basis_terms(d[..., 0], d[..., 1], d[..., 2], degree)
     return np.stack(out, -1)
 
 

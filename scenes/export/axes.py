@@ -16,6 +16,7 @@ import numpy as np
 
 from scenes.errors import ShapeError
 from scenes.export.sh import check_rotation, rotate_sh
+from scenes.rotations import quat_multiply
 from scenes.splats import Splats
 
 __all__ = [
@@ -89,22 +90,6 @@ def matrix_to_quat(R: np.ndarray) -> np.ndarray:
     q = np.asarray(q)
     q /= np.linalg.norm(q)
     return -q if q[0] < 0 else q
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product ``a * b`` of wxyz quaternions (broadcasting over leading axes)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        -1,
-    )
 
 
 def transform_splats(splats: Splats, R: np.ndarray, t=(0.0, 0.0, 0.0)) -> Splats:
