@@ -164,7 +164,7 @@ def peak_rss_child(name: str) -> None:
 
 _TIMED_KERNELS = (
     "project_fwd", "sh_fwd_parallel", "radix_argsort", "bin_tiles", "raster_fwd",
-    "raster_bwd", "sh_bwd_parallel", "project_bwd",
+    "raster_bwd", "reduce_pairs", "sh_bwd_parallel", "project_bwd",
 )  # fmt: skip
 
 
