@@ -35,7 +35,12 @@ def render_command(
         None, "--elevation", help="Orbit elevation in degrees (default from the capture cameras, else 20)."
     ),
     fps: float = typer.Option(30.0, "--fps", help="Frame rate of an MP4."),
-    splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
+    splat_path: str = typer.Option(
+        "gl",
+        "--splat-path",
+        help="'gl' (GL quads), 'cpu' (numba compositing; faster than 'gl' on llvmpipe, same maths) "
+        "or 'raster' (render.rasterize image).",
+    ),
     raster_backend: str | None = typer.Option(
         None, "--raster-backend", help="render.rasterize backend for --splat-path raster."
     ),

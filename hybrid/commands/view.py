@@ -29,7 +29,12 @@ def view_command(
         "--render-scale",
         help="Internal render size / view size (default: 1 on a GPU; on CPU GL at most 640x360 pixels).",
     ),
-    splat_path: str = typer.Option("gl", "--splat-path", help="'gl' (GL quads) or 'raster' (render.rasterize image)."),
+    splat_path: str = typer.Option(
+        "auto",
+        "--splat-path",
+        help="'auto' (cpu splats within a frame budget on a software GL such as llvmpipe, GL quads on a GPU), "
+        "'gl' (GL quads), 'cpu' (numba compositing) or 'raster' (render.rasterize image).",
+    ),
     camera: int | None = typer.Option(None, "--camera", help="Start at capture camera N (1-based)."),
     out_dir: Path = typer.Option(Path("."), "--out-dir", help="Folder for P screenshots (PNG + JSON) and recordings."),
     asset: str = typer.Option("", "--asset", help="Mesh file the panel's Spawn field starts with."),

@@ -38,11 +38,16 @@ SOFTWARE_RENDER_SIZE = (640, 360)  # on a CPU GL (llvmpipe) the internal render 
 _DRAG_PIXELS = 100.0  # a drag this long pushes with the set strength; shorter or longer scales it (0.2x .. 5x)
 
 
+AUTO_CPU_SPLAT_BUDGET_MS = 60.0  # splat_path="auto" on a software GL: the cpu splat layer's frame budget
+
+
 @dataclass(frozen=True)
 class ViewerSettings:
     """How a viewer session renders and steps; fixed at start (the panel changes the live values)."""
 
-    splat_path: str = "gl"  # "gl" (GL quads), "raster" (render.rasterize image) or "cpu" (numba), as RenderSettings
+    # "auto": "cpu" splats with a frame budget on a software GL (llvmpipe), "gl" quads on a GPU; or "gl" (GL quads),
+    # "raster" (render.rasterize image), "cpu" (numba compositing), as RenderSettings.splat_path
+    splat_path: str = "auto"
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # colour where nothing is drawn
     render_scale: float | None = None  # internal render size / view size; None: 1 on a GPU, <= 640x360 on a CPU GL
     push_strength: float = 1.0  # N s of a modifier-click push (the panel's slider)
@@ -101,8 +106,13 @@ class ViewerSession:
         self._body_of_splat: np.ndarray | None = None  # [N] object index of each scene splat (-1: none)
         self._last_names: tuple[str, ...] = ()
         vs = self.settings
-        rs = RenderSettings(splat_path=vs.splat_path, background=vs.background, shadows=vs.shadows,
-                            splat_scale=vs.splat_scale, splat_budget_ms=vs.splat_budget_ms,
+        splat_path, budget = vs.splat_path, vs.splat_budget_ms
+        if splat_path == "auto":
+            splat_path = "cpu" if self.software_gl else "gl"
+            if splat_path == "cpu" and budget is None:
+                budget = AUTO_CPU_SPLAT_BUDGET_MS
+        rs = RenderSettings(splat_path=splat_path, background=vs.background, shadows=vs.shadows,
+                            splat_scale=vs.splat_scale, splat_budget_ms=budget,
                             min_splat_scale=vs.min_splat_scale)  # fmt: skip
         self.renderer = Renderer(ctx, 16, 16, rs)
         self.renderer.set_splats(scene.splats)

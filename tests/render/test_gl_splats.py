@@ -282,17 +282,45 @@ def test_cpu_path_at_half_internal_resolution_is_the_low_res_image_upscaled(ctx)
 
 def test_splat_budget_moves_the_internal_scale_within_its_bounds(ctx):
     splats = _random_splats(300, 0, seed=6)
-    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
     K = intrinsics_from_fov(W, H, 55)
     for budget, bound in ((1e-4, 0.25), (1e4, 1.0)):
         settings = RenderSettings(splat_path="cpu", splat_scale=0.6, splat_budget_ms=budget, min_splat_scale=0.25)
         with Renderer(ctx, W, H, settings) as r:
             r.set_splats(splats)
-            for _ in range(12):
-                r.render(viewmat, K)
+            for i in range(13):  # a moving camera: the budget governs moving frames
+                r.render(look_at([0.4 + 0.01 * i, -3.2, 1.3], [0, 0, 0]), K)
             assert r.splat_scale == pytest.approx(bound)
-            r.render(viewmat, K)
             assert r.splat_size == (round(W * bound), round(H * bound))
+
+
+def test_a_still_frame_is_refined_to_full_scale_then_reused(ctx):
+    """With a budget, an unchanged frame is redrawn once at full scale (the image a scale-1 renderer gives),
+    then reused; any change (camera, splats) goes back to the budgeted scale."""
+    splats = _random_splats(300, 1, seed=7)
+    K = intrinsics_from_fov(W, H, 55)
+    view = look_at([0.4, -3.2, 1.3], [0, 0, 0])
+    with Renderer(ctx, W, H, RenderSettings(splat_path="cpu")) as r:
+        r.set_splats(splats)
+        full = r.render_frame(view, K)
+    settings = RenderSettings(splat_path="cpu", splat_scale=0.25, splat_budget_ms=1e-4, min_splat_scale=0.25)
+    with Renderer(ctx, W, H, settings) as r:
+        r.set_splats(splats)
+        low = r.render_frame(view, K)
+        assert r.splat_size == (W // 4, H // 4)
+        still = r.render_frame(view, K)
+        assert r.splat_size == (W, H)
+        np.testing.assert_allclose(still.color, full.color, atol=1e-6)
+        np.testing.assert_allclose(still.alpha, full.alpha, atol=1e-6)
+        assert np.abs(low.color - full.color).max() > 0.05  # the refinement is visible
+        r.cpu_splats.count, count = 0, r.cpu_splats.count  # a reused frame does not draw the splats again
+        again = r.render_frame(view, K)
+        r.cpu_splats.count = count
+        np.testing.assert_array_equal(again.color, still.color)
+        r.render(look_at([0.5, -3.2, 1.3], [0, 0, 0]), K)  # the camera moved
+        assert r.splat_size == (W // 4, H // 4)
+        r.update_splats(splats.means + np.float32(0.01), splats.quats)  # the splats moved
+        r.render(look_at([0.5, -3.2, 1.3], [0, 0, 0]), K)
+        assert r.splat_size == (W // 4, H // 4)
 
 
 def test_bad_splat_scale_settings_name_the_field():
