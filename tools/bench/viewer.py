@@ -33,18 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the project's commands: no spinning numba threads
 
+from _machine import cpu_model  # noqa: E402  (tools/bench/ is on sys.path when run as a script)
+
 from render.gl import Renderer, RenderSettings, box_mesh, create_context, look_at, plane_mesh  # noqa: E402
 from scenes import Splats  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_splats(n: int, sh_degree: int, seed: int = 0) -> Splats:
