@@ -421,6 +421,93 @@ def _face_ratio(groups, normals, g, logc, ratios) -> list[float] | None:
     return out
 
 
+class _ShadowPairs:
+    """Scores a candidate light by how well its cast shadows explain dark steps in the captured colours.
+
+    Fixed anchors (splats off the objects, and more than 4 spacings from them: contact rims are
+    dark for reasons other than the light) are paired with neighbours 4-160 ranks away on the same
+    surface. For a candidate's visibility, pairs of an anchor in its cast shadow and a lit
+    neighbour should differ by the shadow's log step ``delta`` (their median, < 0): the score is
+    the L1 improvement ``sum(|x| - |x - delta|)``, which grows with every pair the shadow
+    explains and shrinks with every pair it contradicts (a shadow drawn on lit ground).
+    """
+
+    def __init__(self, means, lum, normals, inside, groups, seed: int, anchors: int = 8000) -> None:
+        from scipy.spatial import cKDTree
+
+        rng = np.random.default_rng(seed)
+        cand = np.nonzero(inside)[0] if inside.sum() > 100 else np.arange(len(means))
+        tree = cKDTree(means)
+        spacing = float(np.median(tree.query(means[cand[:: max(len(cand) // 2000, 1)]], k=2)[0][:, 1]))
+        obj = np.concatenate([np.asarray(g, np.int64) for g in groups]) if groups else np.zeros(0, np.int64)
+        if len(obj):
+            d, _ = cKDTree(means[obj]).query(means[cand])
+            cand = cand[d > 4.0 * spacing]
+        self.ok = len(cand) >= 50
+        if not self.ok:
+            return
+        self.S = np.sort(rng.choice(cand, min(anchors, len(cand)), replace=False))
+        k = min(160, len(means))
+        _, idx = tree.query(means[self.S], k=k)
+        self.idx = idx[:, 4::4]
+        self.same = np.abs(np.einsum("skc,sc->sk", normals[self.idx], normals[self.S])) > 0.95
+        self.x = (lum[self.S][:, None] - lum[self.idx]).astype(np.float32)
+
+    def __call__(self, vis: np.ndarray, ndl: np.ndarray) -> float:
+        if not self.ok:
+            return 0.0
+        m = ((vis[self.S] < 0.05) & (ndl[self.S] > 0.2))[:, None] & (vis[self.idx] > 0.95) & self.same
+        if m.sum() < 50:
+            return 0.0
+        x = self.x[m]
+        delta = float(np.median(x))
+        if delta >= 0:
+            return 0.0
+        return float((np.abs(x) - np.abs(x - delta)).sum())
+
+
+def _cap_directions(centre: np.ndarray, spread: float, count: int) -> list[np.ndarray]:
+    """``centre`` and ``count - 1`` directions spread over a cap of angular radius ``spread`` around it."""
+    up = np.array([0.0, 0.0, 1.0]) if abs(centre[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+    a = np.cross(centre, up)
+    a /= np.linalg.norm(a)
+    b = np.cross(centre, a)
+    out = [centre]
+    for m in range(1, count):
+        rad = spread * np.sqrt(m / count)
+        phi = m * np.pi * (3 - 5**0.5)
+        v = centre + np.tan(rad) * (np.cos(phi) * a + np.sin(phi) * b)
+        v /= np.linalg.norm(v)
+        if v[2] > 0.05:
+            out.append(v)
+    return out
+
+
+def _shadow_contrast(tree, lum, normals, vis, ndl, radius: float, rng, anchors: int = 1500,
+                     min_samples: int = 50) -> tuple[float, int]:  # fmt: skip
+    """Median log-luminance step into the cast shadows that ``vis`` predicts (negative: darker in shadow).
+
+    Shadowed splats (visibility ~0 though facing the light) against the median of the lit splats
+    on the same surface within ``radius``; texture differences have median ~0, so only a shadow
+    placed where the capture really is darker gives a clearly negative median. 0 with fewer than
+    ``min_samples`` usable anchors.
+    """
+    shadowed = np.nonzero((vis < 0.05) & (ndl > 0.2))[0]
+    if len(shadowed) < min_samples:
+        return 0.0, 0
+    if len(shadowed) > anchors:
+        shadowed = rng.choice(shadowed, anchors, replace=False)
+    diffs = []
+    for a, js in zip(shadowed, tree.query_ball_point(tree.data[shadowed], radius), strict=True):
+        js = np.asarray(js, np.int64)
+        js = js[(vis[js] > 0.95) & (np.abs(normals[js] @ normals[a]) > 0.95)]
+        if len(js) >= 3:
+            diffs.append(lum[a] - np.median(lum[js]))
+    if len(diffs) < min_samples:
+        return 0.0, len(diffs)
+    return float(np.median(diffs)), len(diffs)
+
+
 def _shadow_strength(means, lum, normals, vis, ndl, ratio: float, seed: int, anchors: int = 4000,
                      min_samples: int = 50) -> float | None:  # fmt: skip
     """Fraction of the sun a cast shadow removes, from shadowed splats against lit ones nearby.
@@ -510,49 +597,44 @@ def estimate_light(
         L = np.log1p(ratios[:, None] * g[None]).astype(np.float32)  # [R, N]
         return np.array([np.abs(d32 - (row[i] - row[j])).mean() for row in L])
 
+    shadow_gain = _ShadowPairs(means, lum, normals64, inside, groups, seed)
     coarse = ShadowFrame(frame.center, frame.radius, coarse_resolution, frame.distance_factor)
-    total = directions + refine
-    best = (np.inf, None, None)
+    rounds = ((15.0, refine), (5.0, max(refine // 2, 2)))  # refinement caps: spread (degrees), candidates
+    total = directions + sum(n for _, n in rounds)
+    done = 0
+    best = (-np.inf, np.inf, None, None)  # (shadow gain, pair cost, direction, g)
 
     def try_dir(dirv, fr) -> None:
-        nonlocal best
+        nonlocal best, done
         vis = shadow_visibility(means, quats, scales, opac, normals64, dirv, fr, backend=backend)
-        g = vis * np.maximum(normals64 @ dirv, 0.0)
-        c = costs(g)
-        k = int(np.argmin(c))
-        if c[k] < best[0]:
-            best = (float(c[k]), dirv, g)
+        ndl = np.maximum(normals64 @ dirv, 0.0)
+        g = vis * ndl
+        c = float(costs(g).min())
+        gain = shadow_gain(vis, ndl)
+        # cast shadows decide (the pair cost hardly varies with the direction on textured scenes); the pair
+        # cost breaks ties, e.g. where no candidate predicts a shadow the capture shows
+        if (gain, -c) > (best[0], -best[1]):
+            best = (gain, c, dirv, g)
+        done += 1
+        if progress:
+            progress(done, total)
 
     if direction is not None:
-        directions, refine = 0, 1
         total = 1
-        best = (np.inf, np.asarray(direction, np.float64) / np.linalg.norm(direction), None)
-    for step, dirv in enumerate(hemisphere_directions(directions) if directions else []):
-        try_dir(dirv, coarse)
-        if progress:
-            progress(step + 1, total)
-    # refine on a finer map around the best direction: a small spiral cap
-    centre = best[1]
-    best = (np.inf, None, None)
-    spread = np.radians(12.0)
-    up = np.array([0.0, 0.0, 1.0]) if abs(centre[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
-    a = np.cross(centre, up)
-    a /= np.linalg.norm(a)
-    b = np.cross(centre, a)
-    cands = [centre]
-    for m in range(1, refine):
-        rad = spread * np.sqrt(m / refine)
-        phi = m * np.pi * (3 - 5**0.5)
-        v = centre + np.tan(rad) * (np.cos(phi) * a + np.sin(phi) * b)
-        v /= np.linalg.norm(v)
-        if v[2] > 0.05:
-            cands.append(v)
-    for step, dirv in enumerate(cands):
+        dirv = np.asarray(direction, np.float64) / np.linalg.norm(direction)
         try_dir(dirv, frame)
-        if progress:
-            progress(directions + step + 1, total)
+    else:
+        for dirv in hemisphere_directions(directions):
+            try_dir(dirv, coarse)
+        for spread_deg, count in rounds:  # finer caps around the best so far, on the full-resolution map
+            centre = best[2]
+            best = (-np.inf, np.inf, None, None)
+            for dirv in _cap_directions(centre, np.radians(spread_deg), count):
+                try_dir(dirv, frame)
     if progress:
         progress(total, total)
+    _, cost, dirv, g = best
+    best = (cost, dirv, g)
     cost, dirv, g = best
     flat = float(np.abs(d).mean())
     strengths = np.array([0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0])

@@ -552,8 +552,8 @@ def report(results: list[dict], timing: dict, args=None) -> str:
               f"{'yes' if timing[1][1] <= 30 else 'no'} |",
               f"| per-scene training <= 3 min on CPU | {train_s} | "
               f"{'yes' if max(r['train_s'] for r in results) <= 180 else 'no'} |",
-              "", f"Relit without edits vs plain render (capture cameras): {unedited}. Light direction estimated to "
-              f"within {light_err}. Splats: {splats}; residual parameters: {results[0]['params']}. "
+              "", f"Relit without edits vs plain render (capture cameras): {unedited}. Light direction "
+              f"{'estimated to within ' + light_err if getattr(args, 'estimate_direction', True) else 'given'}. Splats: {splats}; residual parameters: {results[0]['params']}. "
               "GPU timing not measured (no GPU lent).",
               "", f"Panels in {getattr(args, 'panels', 'artifacts/world_model')}/: GT before | GT after | engine-only | "
               "relight | full.", ""]  # fmt: skip
