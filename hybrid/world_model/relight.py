@@ -425,14 +425,14 @@ class _ShadowPairs:
     """Scores a candidate light by how well its cast shadows explain dark steps in the captured colours.
 
     Fixed anchors (splats off the objects, and more than 4 spacings from them: contact rims are
-    dark for reasons other than the light) are paired with neighbours 4-160 ranks away on the same
+    dark for reasons other than the light) are paired with neighbours 4-400 ranks away on the same
     surface. For a candidate's visibility, pairs of an anchor in its cast shadow and a lit
     neighbour should differ by the shadow's log step ``delta`` (their median, < 0): the score is
     the L1 improvement ``sum(|x| - |x - delta|)``, which grows with every pair the shadow
     explains and shrinks with every pair it contradicts (a shadow drawn on lit ground).
     """
 
-    def __init__(self, means, lum, normals, inside, groups, seed: int, anchors: int = 8000) -> None:
+    def __init__(self, means, lum, normals, inside, groups, seed: int, anchors: int = 20000) -> None:
         from scipy.spatial import cKDTree
 
         rng = np.random.default_rng(seed)
@@ -447,9 +447,9 @@ class _ShadowPairs:
         if not self.ok:
             return
         self.S = np.sort(rng.choice(cand, min(anchors, len(cand)), replace=False))
-        k = min(160, len(means))
+        k = min(400, len(means))
         _, idx = tree.query(means[self.S], k=k)
-        self.idx = idx[:, 4::4]
+        self.idx = idx[:, 4::10].astype(np.int32)  # ~40 neighbours, up to ~11 spacings away
         self.same = np.abs(np.einsum("skc,sc->sk", normals[self.idx], normals[self.S])) > 0.95
         self.x = (lum[self.S][:, None] - lum[self.idx]).astype(np.float32)
 
@@ -481,31 +481,6 @@ def _cap_directions(centre: np.ndarray, spread: float, count: int) -> list[np.nd
         if v[2] > 0.05:
             out.append(v)
     return out
-
-
-def _shadow_contrast(tree, lum, normals, vis, ndl, radius: float, rng, anchors: int = 1500,
-                     min_samples: int = 50) -> tuple[float, int]:  # fmt: skip
-    """Median log-luminance step into the cast shadows that ``vis`` predicts (negative: darker in shadow).
-
-    Shadowed splats (visibility ~0 though facing the light) against the median of the lit splats
-    on the same surface within ``radius``; texture differences have median ~0, so only a shadow
-    placed where the capture really is darker gives a clearly negative median. 0 with fewer than
-    ``min_samples`` usable anchors.
-    """
-    shadowed = np.nonzero((vis < 0.05) & (ndl > 0.2))[0]
-    if len(shadowed) < min_samples:
-        return 0.0, 0
-    if len(shadowed) > anchors:
-        shadowed = rng.choice(shadowed, anchors, replace=False)
-    diffs = []
-    for a, js in zip(shadowed, tree.query_ball_point(tree.data[shadowed], radius), strict=True):
-        js = np.asarray(js, np.int64)
-        js = js[(vis[js] > 0.95) & (np.abs(normals[js] @ normals[a]) > 0.95)]
-        if len(js) >= 3:
-            diffs.append(lum[a] - np.median(lum[js]))
-    if len(diffs) < min_samples:
-        return 0.0, len(diffs)
-    return float(np.median(diffs)), len(diffs)
 
 
 def _shadow_strength(means, lum, normals, vis, ndl, ratio: float, seed: int, anchors: int = 4000,
@@ -561,7 +536,7 @@ def estimate_light(
     normals: np.ndarray,  # [N, 3]
     frame: ShadowFrame,
     *,
-    directions: int = 64,  # coarse candidates on the hemisphere
+    directions: int = 128,  # coarse candidates on the hemisphere
     refine: int = 16,  # candidates around the best coarse one
     coarse_resolution: int = 160,
     seed: int = 0,
