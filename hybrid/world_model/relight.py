@@ -8,9 +8,9 @@ with ``l`` the direction towards a directional light, ``vis_i`` the splat's visi
 light (a shadow map: the splats' depth rendered from the light with :func:`render.rasterize`,
 tested per splat with 3 x 3 percentage-closer filtering), ``n_i`` the splat's shortest axis
 oriented towards the capture cameras, and ``v_i`` the view-dependent part of the SH (the full SH
-colour minus the DC colour). The light (direction, per-channel sun and ambient) is estimated
-from the splats themselves (:func:`estimate_light`): across neighbouring splats, log-colour
-differences are explained by shading differences only where the light really is; albedo is
+colour minus the DC colour). The light (direction, per-channel sun and ambient, shadow
+strength) is estimated from the splats themselves (:func:`estimate_light`): the direction whose
+cast shadows best explain dark steps between neighbouring splats of one surface; albedo is
 then the DC colour divided by the capture shading. After an edit (objects moved, light
 changed), ``S`` is recomputed with the new geometry and light: moved objects cast moved
 shadows, the old shadows go, and the relit colour without an edit equals the baked one.
@@ -537,21 +537,23 @@ def estimate_light(
     frame: ShadowFrame,
     *,
     directions: int = 128,  # coarse candidates on the hemisphere
-    refine: int = 16,  # candidates around the best coarse one
-    coarse_resolution: int = 160,
+    refine: int = 16,  # candidates around each of the best coarse ones
+    top: int = 3,  # coarse candidates refined
+    coarse_resolution: int = 192,
     seed: int = 0,
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     direction=None,  # the light direction when known: only the sun / ambient ratio is estimated
     groups: list[np.ndarray] | None = None,  # splat indices of each object (their faces help fit the ratio)
 ) -> LightEstimate:
-    """Estimate a directional light (direction, per-channel sun/ambient ratio) from the baked splat colours.
+    """Estimate a directional light (direction, per-channel sun/ambient ratio, shadow strength) from the splats.
 
-    For neighbouring splat pairs (i, j) the log-colour difference ``log c_i - log c_j`` equals
-    ``log S_i - log S_j`` plus an albedo difference that is sparse (texture edges) and does not
-    follow the light. We pick the direction and ratio ``r = sun / ambient`` minimising the mean
-    absolute residual (an L1 / Retinex-style criterion), searching a hemisphere grid then a
-    finer one around the best, and fit the ratio per channel at the end.
+    The direction is the one whose cast shadows best explain dark steps in the baked colours
+    (:class:`_ShadowPairs`), searched on a hemisphere grid with a coarse shadow map, then in
+    caps around the best few on the full map. The Retinex pair cost (for neighbouring splat
+    pairs, ``log c_i - log c_j`` explained by ``log S_i - log S_j`` up to sparse albedo edges,
+    L1) breaks ties and, with the objects' faces, fits the sun / ambient ratio; the shadow
+    strength is measured across the shadow boundaries (:func:`_shadow_strength`).
     """
     means = splats.means.astype(np.float64)
     quats, scales, opac = splats.unit_quats, splats.scales, splats.opacities
@@ -578,6 +580,7 @@ def estimate_light(
     total = directions + sum(n for _, n in rounds)
     done = 0
     best = (-np.inf, np.inf, None, None)  # (shadow gain, pair cost, direction, g)
+    _last_score: list = [None]  # (gain, -pair cost, direction) of the last candidate tried
 
     def try_dir(dirv, fr) -> None:
         nonlocal best, done
@@ -586,6 +589,7 @@ def estimate_light(
         g = vis * ndl
         c = float(costs(g).min())
         gain = shadow_gain(vis, ndl)
+        _last_score[0] = (gain, -c, tuple(dirv))
         # cast shadows decide (the pair cost hardly varies with the direction on textured scenes); the pair
         # cost breaks ties, e.g. where no candidate predicts a shadow the capture shows
         if (gain, -c) > (best[0], -best[1]):
@@ -599,9 +603,24 @@ def estimate_light(
         dirv = np.asarray(direction, np.float64) / np.linalg.norm(direction)
         try_dir(dirv, frame)
     else:
+        scored = []
         for dirv in hemisphere_directions(directions):
             try_dir(dirv, coarse)
-        for spread_deg, count in rounds:  # finer caps around the best so far, on the full-resolution map
+            scored.append(_last_score[0])
+        # the coarse map blurs shadows: refine around the best few coarse candidates (>= 10 degrees apart)
+        seeds: list[np.ndarray] = []
+        for _, _, dv in sorted(scored, reverse=True):
+            dv = np.asarray(dv)
+            if all(np.degrees(np.arccos(np.clip(dv @ o, -1, 1))) >= 10.0 for o in seeds):
+                seeds.append(dv)
+            if len(seeds) == top:
+                break
+        best = (-np.inf, np.inf, None, None)
+        total += (len(seeds) - 1) * rounds[0][1]
+        for centre in seeds:
+            for dirv in _cap_directions(centre, np.radians(rounds[0][0]), rounds[0][1]):
+                try_dir(dirv, frame)
+        for spread_deg, count in rounds[1:]:  # finer caps around the best so far, on the full-resolution map
             centre = best[2]
             best = (-np.inf, np.inf, None, None)
             for dirv in _cap_directions(centre, np.radians(spread_deg), count):
