@@ -129,6 +129,9 @@ class Renderer:
         self._composite_prog = build_program(ctx, "fullscreen.vert", "raster_composite.frag")
         self._present_prog = build_program(ctx, "fullscreen.vert", "present.frag")
         self._fullscreen_vao = ctx.vertex_array(self._composite_prog, [])
+        self._depth_nearest_prog = build_program(ctx, "fullscreen.vert", "depth_nearest.frag")
+        self._depth_nearest_vao = ctx.vertex_array(self._depth_nearest_prog, [])
+        self._depth_small = self._depth_small_fbo = None  # cpu path: mesh depth at the internal splat size
         self._present_vao = ctx.vertex_array(self._present_prog, [])
         self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg, sort=self.settings.sort)
         self.cpu_splats = CPUSplatLayer()  # used by splat_path="cpu"
@@ -498,16 +501,16 @@ class Renderer:
 
         s = self.settings
         scale = self.splat_scale
-        refine, full_depth = False, None
+        refine = False
         if s.splat_budget_ms is not None:
             # Still-frame refinement: a frame identical in everything the splat image depends on (view, splats,
             # their rotations and shadows, the mesh depth) is redrawn once at full scale, then reused as is.
-            full_depth = self._read_view_z() if has_meshes else None
             cpu = self.cpu_splats
+            meshes = tuple((i, e.visible, e.model.tobytes()) for i, e in self._meshes.items()) if has_meshes else ()
             key = (viewmat.tobytes(), np.asarray(K).tobytes(), self.width, self.height, self._splat_version,
                    None if cpu.shade is None else hash(np.ascontiguousarray(cpu.shade).tobytes()),
                    None if cpu.rotations is None else hash(np.ascontiguousarray(cpu.rotations).tobytes()),
-                   None if full_depth is None else hash(full_depth.tobytes()))  # fmt: skip
+                   meshes)  # fmt: skip
             if key == self._still_key and self._still_rgba is not None:
                 self._composite_image(self._still_rgba, None, None)
                 return
@@ -519,14 +522,8 @@ class Renderer:
         sx, sy = w / self.width, h / self.height
         K_low = np.diag([sx, sy, 1.0]) @ K  # pixel edges scale exactly: the same view at w x h
         limit = None
-        if has_meshes:
-            full = full_depth if full_depth is not None else self._read_view_z()
-            if (w, h) == (self.width, self.height):
-                limit = full
-            else:  # nearest: the mesh depth at each internal pixel's centre
-                rows = np.minimum(((np.arange(h) + 0.5) / sy).astype(np.int64), self.height - 1)
-                cols = np.minimum(((np.arange(w) + 0.5) / sx).astype(np.int64), self.width - 1)
-                limit = full[rows[:, None], cols[None, :]]
+        if has_meshes:  # the mesh depth at each internal pixel's centre (nearest), sampled on the GPU
+            limit = self._read_view_z() if (w, h) == (self.width, self.height) else self._read_view_z_at(w, h)
         t0 = time.perf_counter()
         rgba = self.cpu_splats.render(viewmat, K_low, w, h, limit, near=s.near, eps2d=s.eps2d)
         if refine or (s.splat_budget_ms is not None and scale >= 1.0):
@@ -618,6 +615,36 @@ class Renderer:
             ctx.enable(moderngl.DEPTH_TEST)
 
     # ------------------------------------------------------------------ output
+    def _read_view_z_at(self, w: int, h: int) -> np.ndarray:  # [h, w], row 0 = top
+        """The mesh view depth at the centres of a w x h grid over the frame (nearest full-size pixel).
+
+        Drawn into a w x h float target first, so only w x h values cross back from the GL (reading the
+        full-size texture costs ~25 ms a frame at 1280x720 on llvmpipe)."""
+        moderngl = require("moderngl", "GL rendering")
+        ctx = self.ctx
+        if self._depth_small is None or self._depth_small.size != (w, h):
+            for obj in (self._depth_small_fbo, self._depth_small):
+                if obj is not None:
+                    obj.release()
+            self._depth_small = ctx.texture((w, h), 1, dtype="f4")
+            self._depth_small_fbo = ctx.framebuffer([self._depth_small])
+        prog = self._depth_nearest_prog
+        self._view_z.use(0)
+        prog["u_view_z"].value = 0
+        prog["u_full"].value = (self.width, self.height)
+        prog["u_scale"].value = (w / self.width, h / self.height)
+        prog["u_rows"].value = h
+        previous = ctx.fbo
+        self._depth_small_fbo.use()
+        ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
+        try:
+            self._depth_nearest_vao.render(moderngl.TRIANGLES, vertices=3)
+        finally:
+            ctx.enable(moderngl.DEPTH_TEST)
+            previous.use()
+        raw = np.frombuffer(self._depth_small.read(), np.float32).reshape(h, w)
+        return np.ascontiguousarray(raw[::-1])
+
     def _read_view_z(self) -> np.ndarray:  # [H, W], row 0 = top
         raw = np.frombuffer(self._view_z.read(), np.float32).reshape(self.height, self.width)
         return np.ascontiguousarray(raw[::-1])
@@ -665,7 +692,7 @@ class Renderer:
     def release(self) -> None:
         """Free the GL objects (the context stays)."""
         self.clear_meshes()
-        self._unbind((self._shadow_fbo,))
+        self._unbind((self._shadow_fbo, self._depth_small_fbo))
         self._release_targets()
         self.splat_layer.release()
         for obj in (*self._shade_objs, self._shade_prog):
@@ -682,6 +709,10 @@ class Renderer:
             self._shadow_tex,
             self._raster_tex,
             self._raster_depth_tex,
+            self._depth_nearest_vao,
+            self._depth_nearest_prog,
+            self._depth_small_fbo,
+            self._depth_small,
         ):
             if obj is not None:
                 obj.release()

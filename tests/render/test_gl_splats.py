@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from render.gl import Renderer, RenderSettings, intrinsics_from_fov, look_at
+from render.gl import Renderer, RenderSettings, box_mesh, intrinsics_from_fov, look_at, plane_mesh
 from render.gl.camera import camera_center
 from scenes import Splats
 from tests.render.gl_support import ctx_fixture, gl_context_fixture, psnr, reference_render, save_artifact  # noqa: F401
@@ -225,7 +225,6 @@ def test_cpu_splat_path_matches_numpy_reference(ctx, degree):
 
 
 def test_cpu_and_gl_paths_agree_with_a_mesh_in_front_and_after_moving(ctx):
-    from render.gl import box_mesh
 
     splats = _random_splats(300, 2, seed=11)
     viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
@@ -330,3 +329,21 @@ def test_bad_splat_scale_settings_name_the_field():
         RenderSettings(splat_path="cpu", splat_scale=1.5)
     with pytest.raises(ShapeError, match="splat_budget_ms"):
         RenderSettings(splat_path="cpu", splat_budget_ms=0.0)
+
+
+@pytest.mark.parametrize("size", [(W // 2, H // 2), (W // 4, H // 4), (W // 3 + 1, H // 5)])
+def test_internal_mesh_depth_is_the_nearest_full_size_pixel(ctx, size):
+    """The cpu path samples the mesh depth for its internal grid on the GPU: the same pixels as indexing
+    the full-size depth at each internal pixel centre."""
+    w, h = size
+    K = intrinsics_from_fov(W, H, 55)
+    with Renderer(ctx, W, H, RenderSettings(splat_path="cpu")) as r:
+        r.add_mesh(plane_mesh((4.0, 4.0), (0.0, 0.0, -0.3)))
+        r.add_mesh(box_mesh((0.4, 0.3, 0.5), (0.3, 0.2, 0.1)))
+        r.render(look_at([0.9, -2.7, 1.4], [0, 0, 0]), K)
+        full = r._read_view_z()
+        small = r._read_view_z_at(w, h)
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
+    assert np.isfinite(full).mean() > 0.3 and np.isinf(full).any()  # meshes and empty sky both present
+    np.testing.assert_array_equal(small, full[rows[:, None], cols[None, :]])
