@@ -132,6 +132,7 @@ class Renderer:
         self._depth_nearest_prog = build_program(ctx, "fullscreen.vert", "depth_nearest.frag")
         self._depth_nearest_vao = ctx.vertex_array(self._depth_nearest_prog, [])
         self._depth_small = self._depth_small_fbo = None  # cpu path: mesh depth at the internal splat size
+        self._shade_factors_key = self._shade_factors = None  # last per-splat shadow factors and their inputs
         self._present_vao = ctx.vertex_array(self._present_prog, [])
         self.splat_layer = GLSplatLayer(ctx, resort_angle_deg=self.settings.resort_angle_deg, sort=self.settings.sort)
         self.cpu_splats = CPUSplatLayer()  # used by splat_path="cpu"
@@ -506,7 +507,7 @@ class Renderer:
             # Still-frame refinement: a frame identical in everything the splat image depends on (view, splats,
             # their rotations and shadows, the mesh depth) is redrawn once at full scale, then reused as is.
             cpu = self.cpu_splats
-            meshes = tuple((i, e.visible, e.model.tobytes()) for i, e in self._meshes.items()) if has_meshes else ()
+            meshes = self._mesh_state() if has_meshes else ()
             key = (viewmat.tobytes(), np.asarray(K).tobytes(), self.width, self.height, self._splat_version,
                    None if cpu.shade is None else hash(np.ascontiguousarray(cpu.shade).tobytes()),
                    None if cpu.rotations is None else hash(np.ascontiguousarray(cpu.rotations).tobytes()),
@@ -564,8 +565,18 @@ class Renderer:
         prog["u_shadow_bias"].value = shadow.bias
         prog["u_ambient"].value = tuple(float(v) for v in shadow.ambient)
         prog["u_light_radiance"].value = tuple(float(v) for v in shadow.radiance)
+        key = (self._splat_version, _mat(shadow.light_vp), float(shadow.bias), np.asarray(shadow.ambient).tobytes(),
+               np.asarray(shadow.radiance).tobytes(), self._mesh_state())  # fmt: skip
+        if key == self._shade_factors_key:  # nothing that shades the splats changed (e.g. only the camera moved)
+            return self._shade_factors
         vao.transform(dst, mode=moderngl.POINTS, vertices=n)
-        return np.frombuffer(dst.read(), np.float32).reshape(n, 3)
+        self._shade_factors = np.frombuffer(dst.read(), np.float32).reshape(n, 3)
+        self._shade_factors_key = key
+        return self._shade_factors
+
+    def _mesh_state(self) -> tuple:
+        """What the meshes' depth and shadow map depend on: ids, visibility and poses."""
+        return tuple((i, e.visible, e.model.tobytes()) for i, e in self._meshes.items())
 
     def _composite_image(self, rgba: np.ndarray, depth: np.ndarray | None, depth_ab) -> None:
         """Blend an [h, w, 4] premultiplied image (row 0 = top) over the frame, bilinearly scaled to it.

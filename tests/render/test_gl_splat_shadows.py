@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from render.gl import Renderer, RenderSettings, box_mesh, intrinsics_from_fov, look_at
+from render.gl import Renderer, RenderSettings, box_mesh, intrinsics_from_fov, look_at, plane_mesh
 from scenes import Splats
 from scenes.scene import Light
 from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
@@ -139,3 +139,44 @@ def test_splat_shadow_casting_needs_the_gl_path():
 
     with pytest.raises(BackendError, match="splat_shadow_casting"):
         RenderSettings(splat_path="cpu", splat_shadow_casting=True)
+
+
+@pytest.mark.parametrize("path", ["cpu", "raster"])
+def test_cached_shadow_factors_follow_a_moved_box_and_a_turned_light(ctx, path):
+    """The cpu/raster paths reuse per-splat shadow factors while nothing that shades them changes; moving
+    the box or turning the light must give the frame a fresh renderer gives for the new state."""
+    light0 = Light(direction=(1.0, 0.0, 1.0), color=(1, 1, 1), intensity=0.5, ambient=(0.2, 0.2, 0.2))
+    light1 = Light(direction=(-0.5, 0.5, 1.0), color=(1, 1, 1), intensity=0.5, ambient=(0.2, 0.2, 0.2))
+    viewmat = look_at([0.0, -0.01, 6.0], [0, 0, 0])
+    K = intrinsics_from_fov(W, H, 50)
+    floor = _splat_floor()
+    settings = RenderSettings(splat_path=path, raster_backend="cpu" if path == "raster" else None)
+
+    def fresh(light, box_at):
+        with Renderer(ctx, W, H, settings) as r:
+            r.light = light
+            r.set_splats(floor)
+            r.add_mesh(plane_mesh((8.0, 8.0), (0.0, 0.0, -0.5)))
+            r.add_mesh(box_mesh((0.5, 0.5, 0.5), box_at, color=(0.9, 0.3, 0.2)))
+            return r.render_frame(viewmat, K).color
+
+    with Renderer(ctx, W, H, settings) as r:
+        r.light = light0
+        r.set_splats(floor)
+        r.add_mesh(plane_mesh((8.0, 8.0), (0.0, 0.0, -0.5)))  # under the splat floor: fixes the shadow map's bounds
+        box = r.add_mesh(box_mesh((0.5, 0.5, 0.5), (0, 0, 1.25), color=(0.9, 0.3, 0.2)))
+        first = r.render_frame(viewmat, K).color
+        np.testing.assert_allclose(r.render_frame(viewmat, K).color, first, atol=1e-6)
+        model = np.eye(4)
+        model[:3, 3] = (0.8, 0.4, 0.0)  # the box's mesh is centred at (0, 0, 1.25): now at (0.8, 0.4, 1.25)
+        r.set_mesh_model(box, model)
+        moved = r.render_frame(viewmat, K).color
+        r.light = light1
+        turned = r.render_frame(viewmat, K).color
+    want_moved = fresh(light0, (0.8, 0.4, 1.25))
+    want_turned = fresh(light1, (0.8, 0.4, 1.25))
+    assert np.abs(moved - first).max() > 0.1  # the shadow really moved
+    # a posed mesh vs one built in place differ by float rounding in the shadow map (~3e-5); a stale cache by > 0.1
+    np.testing.assert_allclose(moved, want_moved, atol=1e-3)
+    np.testing.assert_allclose(turned, want_turned, atol=1e-3)
+    assert np.abs(turned - moved).max() > 0.1
