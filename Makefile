@@ -23,7 +23,7 @@ test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: setup
-	for b in tools/bench/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in tools/bench/[!_]*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
