@@ -40,8 +40,10 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
         return
     console = Console()
     m = data["machine"]
-    console.print(f"[bold]hybrid[/bold] {data['versions'].get('hybrid-scene-runtime')}  "
-                  f"python {data['versions']['python']}  {m['processor']}  {m['cpus']} cpus")
+    console.print(
+        f"[bold]hybrid[/bold] {data['versions'].get('hybrid-scene-runtime')}  "
+        f"python {data['versions']['python']}  {m['processor']}  {m['cpus']} cpus"
+    )
     vt = Table("package", "version", title="versions")
     for k, v in data["versions"].items():
         vt.add_row(k, v or "[dim]not installed[/dim]")

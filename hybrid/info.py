@@ -82,14 +82,42 @@ def _pyav() -> str:
 
 def collect() -> dict:
     """Versions and backend availability as a JSON-serialisable dict."""
-    versions = {name: _version(name) for name in (
-        "hybrid-scene-runtime", "torch", "numpy", "numba", "gsplat", "pybullet", "pycolmap", "moderngl", "glfw",
-        "av", "trimesh", "safetensors")}
+    versions = {
+        name: _version(name)
+        for name in (
+            "hybrid-scene-runtime",
+            "torch",
+            "numpy",
+            "numba",
+            "gsplat",
+            "pybullet",
+            "pycolmap",
+            "moderngl",
+            "glfw",
+            "av",
+            "trimesh",
+            "safetensors",
+        )
+    }
     versions["python"] = platform.python_version()
     backends = {}
-    for name, fn in (("gsplat CUDA", _gsplat_cuda), ("CPU raster (numba)", _cpu_raster), ("GL: EGL headless", _egl),
-                     ("GL: GLFW window", _glfw), ("PyBullet", _pybullet), ("pycolmap", _pycolmap), ("PyAV", _pyav)):
+    for name, fn in (
+        ("gsplat CUDA", _gsplat_cuda),
+        ("CPU raster (numba)", _cpu_raster),
+        ("GL: EGL headless", _egl),
+        ("GL: GLFW window", _glfw),
+        ("PyBullet", _pybullet),
+        ("pycolmap", _pycolmap),
+        ("PyAV", _pyav),
+    ):
         ok, detail = _check(fn)
         backends[name] = {"available": ok, "detail": detail}
-    return {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count()}, "versions": versions, "backends": backends}
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "versions": versions,
+        "backends": backends,
+    }

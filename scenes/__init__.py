@@ -1,4 +1,5 @@
 """The scene model and its file formats."""
+
 from scenes.cameras import read_cameras_file, read_colmap_model, read_transforms_json, write_transforms_json
 from scenes.errors import (
     BackendError,

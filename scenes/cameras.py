@@ -59,7 +59,9 @@ def _intrinsics(frame: dict, root: dict, where: str) -> tuple[np.ndarray, int, i
     return K, int(w), int(h)
 
 
-def read_transforms_json(path: str | Path, *, default_size: tuple[int, int] | None = None) -> tuple[list[Camera], list[Path]]:
+def read_transforms_json(
+    path: str | Path, *, default_size: tuple[int, int] | None = None
+) -> tuple[list[Camera], list[Path]]:
     """Read a nerfstudio / instant-ngp / Blender ``transforms.json``.
 
     Returns the cameras (OpenCV world-to-camera) and the image paths resolved relative to
@@ -113,9 +115,12 @@ def write_transforms_json(path: str | Path, cameras: list[Camera], image_paths: 
         frame = {
             "file_path": image_paths[i] if image_paths else (cam.name or f"frame_{i:05d}.png"),
             "transform_matrix": c2w_gl.tolist(),
-            "fl_x": float(cam.K[0, 0]), "fl_y": float(cam.K[1, 1]),
-            "cx": float(cam.K[0, 2]), "cy": float(cam.K[1, 2]),
-            "w": cam.width, "h": cam.height,
+            "fl_x": float(cam.K[0, 0]),
+            "fl_y": float(cam.K[1, 1]),
+            "cx": float(cam.K[0, 2]),
+            "cy": float(cam.K[1, 2]),
+            "w": cam.width,
+            "h": cam.height,
         }
         frames.append(frame)
     Path(path).write_text(json.dumps({"camera_model": "OPENCV", "frames": frames}, indent=1))
@@ -123,8 +128,13 @@ def write_transforms_json(path: str | Path, cameras: list[Camera], image_paths: 
 
 # ------------------------------------------------------------------------------------------ COLMAP
 _COLMAP_MODELS = {  # id -> (name, number of params)
-    0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-    4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12),
+    0: ("SIMPLE_PINHOLE", 3),
+    1: ("PINHOLE", 4),
+    2: ("SIMPLE_RADIAL", 4),
+    3: ("RADIAL", 5),
+    4: ("OPENCV", 8),
+    5: ("OPENCV_FISHEYE", 8),
+    6: ("FULL_OPENCV", 12),
 }
 
 
@@ -168,16 +178,26 @@ def _read_colmap_txt(path: Path):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
-        cams[int(parts[0])] = {"model": parts[1], "width": int(parts[2]), "height": int(parts[3]),
-                               "params": [float(v) for v in parts[4:]]}
+        cams[int(parts[0])] = {
+            "model": parts[1],
+            "width": int(parts[2]),
+            "height": int(parts[3]),
+            "params": [float(v) for v in parts[4:]],
+        }
     imgs = []
     lines = [ln for ln in (path / "images.txt").read_text().splitlines() if not ln.startswith("#")]
     for line in lines[::2]:
         parts = line.split()
         if len(parts) < 10:
             continue
-        imgs.append({"qvec": [float(v) for v in parts[1:5]], "tvec": [float(v) for v in parts[5:8]],
-                     "camera_id": int(parts[8]), "name": parts[9]})
+        imgs.append(
+            {
+                "qvec": [float(v) for v in parts[1:5]],
+                "tvec": [float(v) for v in parts[5:8]],
+                "camera_id": int(parts[8]),
+                "name": parts[9],
+            }
+        )
     pts = []
     p3d = path / "points3D.txt"
     if p3d.exists():

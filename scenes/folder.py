@@ -93,9 +93,15 @@ def _write_folder(scene: Scene, root: Path) -> None:
                 stem += "_"
             used.add(stem)
             entry = {
-                "name": obj.name, "mass": obj.mass, "friction": obj.friction, "restitution": obj.restitution,
-                "position": list(obj.position), "quaternion": list(obj.quaternion), "static": obj.static,
-                "splat_count": int(obj.splat_indices.size), "collider": None,
+                "name": obj.name,
+                "mass": obj.mass,
+                "friction": obj.friction,
+                "restitution": obj.restitution,
+                "position": list(obj.position),
+                "quaternion": list(obj.quaternion),
+                "static": obj.static,
+                "splat_count": int(obj.splat_indices.size),
+                "collider": None,
             }
             tensors[obj.name] = np.ascontiguousarray(obj.splat_indices, np.int64)
             if obj.collider is not None:
@@ -108,8 +114,13 @@ def _write_folder(scene: Scene, root: Path) -> None:
         manifest["segmentation"] = "segmentation.safetensors"
     if scene.ground is not None:
         g = scene.ground
-        manifest["ground"] = {"normal": list(g.normal), "offset": g.offset, "friction": g.friction,
-                              "restitution": g.restitution, "mesh": None}
+        manifest["ground"] = {
+            "normal": list(g.normal),
+            "offset": g.offset,
+            "friction": g.friction,
+            "restitution": g.restitution,
+            "mesh": None,
+        }
         if g.mesh is not None:
             (root / "colliders").mkdir(exist_ok=True)
             write_collider_glb(root / "colliders" / "static.glb", g.mesh)
@@ -172,7 +183,9 @@ def save_scene(scene: Scene, path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise SceneError(f"{path}: exists and is not a folder; choose another output path")
     if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).exists():
-        raise SceneError(f"{path}: is a non-empty folder without {MANIFEST}; refusing to replace it (choose an empty path)")
+        raise SceneError(
+            f"{path}: is a non-empty folder without {MANIFEST}; refusing to replace it (choose an empty path)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.hybrid-tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -222,14 +235,18 @@ def load_scene(path: str | Path, *, load_weights: bool = True) -> Scene:
         os.rename(old, root)
     mpath = root / MANIFEST
     if not mpath.exists():
-        raise SceneError(f"{root}: not a scene folder (no {MANIFEST}); create one with `hybrid lift` or `hybrid import`")
+        raise SceneError(
+            f"{root}: not a scene folder (no {MANIFEST}); create one with `hybrid lift` or `hybrid import`"
+        )
     root = root.resolve()
     try:
         m = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SceneError(f"{mpath}: not valid JSON ({exc})") from exc
     if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
-        raise SceneError(f"{mpath}: not a hybrid scene manifest (format {m.get('format') if isinstance(m, dict) else m!r})")
+        raise SceneError(
+            f"{mpath}: not a hybrid scene manifest (format {m.get('format') if isinstance(m, dict) else m!r})"
+        )
     version = m.get("version")
     if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
         raise SceneError(
@@ -250,18 +267,33 @@ def load_scene(path: str | Path, *, load_weights: bool = True) -> Scene:
                 raise SceneError(f"{mpath}: objects[{i}] needs a 'name'")
             if o["name"] not in seg:
                 raise SceneError(f"{mpath}: object {o['name']!r} has no splat index set in the segmentation file")
-            collider = read_collider_glb(_inside(root, o["collider"], f"objects[{i}].collider")) if o.get("collider") else None
-            objects.append(SceneObject(
-                o["name"], seg[o["name"]], collider, float(o.get("mass", 1.0)), float(o.get("friction", 0.6)),
-                float(o.get("restitution", 0.1)), tuple(o.get("position", (0, 0, 0))),
-                tuple(o.get("quaternion", (1, 0, 0, 0))), bool(o.get("static", False)),
-            ))
+            collider = (
+                read_collider_glb(_inside(root, o["collider"], f"objects[{i}].collider")) if o.get("collider") else None
+            )
+            objects.append(
+                SceneObject(
+                    o["name"],
+                    seg[o["name"]],
+                    collider,
+                    float(o.get("mass", 1.0)),
+                    float(o.get("friction", 0.6)),
+                    float(o.get("restitution", 0.1)),
+                    tuple(o.get("position", (0, 0, 0))),
+                    tuple(o.get("quaternion", (1, 0, 0, 0))),
+                    bool(o.get("static", False)),
+                )
+            )
         ground = None
         if m.get("ground"):
             g = m["ground"]
             mesh = read_collider_glb(_inside(root, g["mesh"], "ground.mesh")) if g.get("mesh") else None
-            ground = Ground(tuple(g.get("normal", (0, 0, 1))), float(g.get("offset", 0.0)), mesh,
-                            float(g.get("friction", 0.8)), float(g.get("restitution", 0.1)))
+            ground = Ground(
+                tuple(g.get("normal", (0, 0, 1))),
+                float(g.get("offset", 0.0)),
+                mesh,
+                float(g.get("friction", 0.8)),
+                float(g.get("restitution", 0.1)),
+            )
         weights = {}
         if load_weights:
             for model, rel in (m.get("weights") or {}).items():
@@ -270,8 +302,13 @@ def load_scene(path: str | Path, *, load_weights: bool = True) -> Scene:
                 except (SafetensorError, OSError) as exc:
                     raise SceneError(f"{root}: cannot read weights {rel!r} ({exc})") from exc
         return Scene(
-            splats, tuple(objects), ground, Light.from_dict(m.get("light", {})),
-            tuple(Camera.from_dict(c) for c in m.get("capture_cameras", [])), weights, m.get("metadata", {}),
+            splats,
+            tuple(objects),
+            ground,
+            Light.from_dict(m.get("light", {})),
+            tuple(Camera.from_dict(c) for c in m.get("capture_cameras", [])),
+            weights,
+            m.get("metadata", {}),
         )
     except (KeyError, TypeError) as exc:
         raise SceneError(f"{mpath}: malformed manifest ({exc!r})") from exc

@@ -69,16 +69,24 @@ def write_collider_glb(path: str | Path, mesh: ColliderMesh) -> None:
     parts = mesh.parts if mesh.kind == "compound" and mesh.parts else (np.arange(len(mesh.faces)),)
     blob = bytearray(v.tobytes())
     views = [{"buffer": 0, "byteOffset": 0, "byteLength": v.nbytes, "target": 34962}]
-    accessors = [{
-        "bufferView": 0, "componentType": 5126, "count": len(v), "type": "VEC3",
-        "min": (v.min(0) if len(v) else np.zeros(3)).tolist(), "max": (v.max(0) if len(v) else np.zeros(3)).tolist(),
-    }]
+    accessors = [
+        {
+            "bufferView": 0,
+            "componentType": 5126,
+            "count": len(v),
+            "type": "VEC3",
+            "min": (v.min(0) if len(v) else np.zeros(3)).tolist(),
+            "max": (v.max(0) if len(v) else np.zeros(3)).tolist(),
+        }
+    ]
     prims = []
     for part in parts:
         idx = np.ascontiguousarray(mesh.faces[np.asarray(part, np.int64)].reshape(-1), np.uint32)
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": idx.nbytes, "target": 34963})
         blob += idx.tobytes()
-        accessors.append({"bufferView": len(views) - 1, "componentType": 5125, "count": int(idx.size), "type": "SCALAR"})
+        accessors.append(
+            {"bufferView": len(views) - 1, "componentType": 5125, "count": int(idx.size), "type": "SCALAR"}
+        )
         prims.append({"attributes": {"POSITION": 0}, "indices": len(accessors) - 1, "mode": 4})
     gltf = {
         "asset": {"version": "2.0", "generator": "hybrid-scene-runtime", "extras": {"up_axis": "+Z"}},
@@ -106,8 +114,11 @@ def _accessor(gltf: dict, binary: bytes, index: int, where: str) -> np.ndarray:
     nbytes = count * width * np.dtype(dtype).itemsize
     if start < 0 or count < 0 or start + nbytes > len(binary):
         raise FormatError(f"{where}: accessor {index} needs bytes {start}..{start + nbytes}, buffer has {len(binary)}")
-    return np.frombuffer(binary, dtype, count * width, start).reshape(count, width) if width > 1 else \
-        np.frombuffer(binary, dtype, count, start)
+    return (
+        np.frombuffer(binary, dtype, count * width, start).reshape(count, width)
+        if width > 1
+        else np.frombuffer(binary, dtype, count, start)
+    )
 
 
 def read_collider_glb(path: str | Path) -> ColliderMesh:

@@ -50,7 +50,9 @@ class Camera:
         object.__setattr__(self, "height", int(self.height))
 
     @classmethod
-    def from_fov(cls, fov_y_deg: float, width: int, height: int, c2w: np.ndarray | None = None, name: str = "") -> Camera:
+    def from_fov(
+        cls, fov_y_deg: float, width: int, height: int, c2w: np.ndarray | None = None, name: str = ""
+    ) -> Camera:
         """A centred pinhole with vertical field of view ``fov_y_deg``; ``c2w`` in OpenCV axes."""
         f = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
         K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
@@ -59,7 +61,15 @@ class Camera:
 
     @classmethod
     def look_at(
-        cls, eye, target, up=(0.0, 0.0, 1.0), *, fov_y_deg: float = 50.0, width: int = 640, height: int = 480, name: str = ""
+        cls,
+        eye,
+        target,
+        up=(0.0, 0.0, 1.0),
+        *,
+        fov_y_deg: float = 50.0,
+        width: int = 640,
+        height: int = 480,
+        name: str = "",
     ) -> Camera:
         """A camera at ``eye`` looking at ``target`` with ``up`` (world) pointing up in the image."""
         eye, target, up = _vec(eye, 3, "eye"), _vec(target, 3, "target"), _vec(up, 3, "up")
@@ -131,8 +141,12 @@ class Light:
             raise ShapeError(f"Light.intensity: expected a finite value >= 0, got {self.intensity}")
 
     def to_dict(self) -> dict:
-        return {"direction": list(self.direction), "color": list(self.color), "intensity": self.intensity,
-                "ambient": list(self.ambient)}
+        return {
+            "direction": list(self.direction),
+            "color": list(self.color),
+            "intensity": self.intensity,
+            "ambient": list(self.ambient),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Light:

@@ -22,8 +22,15 @@ def make_scene(n: int = 50, seed: int = 0) -> Scene:
     box = trimesh.creation.box(extents=(0.2, 0.2, 0.2))
     s = random_splats(n, degree=3, seed=seed)
     objs = (
-        SceneObject("red box", np.arange(0, 10), ColliderMesh(box.vertices, box.faces), mass=2.0, friction=0.4,
-                    position=(0.1, 0.2, 0.1), quaternion=(0.9, 0, 0, 0.1)),
+        SceneObject(
+            "red box",
+            np.arange(0, 10),
+            ColliderMesh(box.vertices, box.faces),
+            mass=2.0,
+            friction=0.4,
+            position=(0.1, 0.2, 0.1),
+            quaternion=(0.9, 0, 0, 0.1),
+        ),
         SceneObject("../evil/name", np.arange(10, 20), None, mass=0.5),
     )
     ground = Ground((0, 0, 1), 0.0, ColliderMesh(box.vertices * 5, box.faces, "mesh"))
@@ -115,8 +122,13 @@ _SAVER = textwrap.dedent(
 
 def _saver(path, limit=0):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.Popen([sys.executable, "-c", _SAVER, str(path), str(limit)], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _SAVER, str(path), str(limit)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_crash_mid_save_leaves_a_loadable_scene(tmp_path):
@@ -143,4 +155,3 @@ def test_full_disk_mid_save_keeps_previous_scene(tmp_path):
     assert proc.returncode != 0 and "File too large" in err
     assert_same(first, load_scene(path))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
-

@@ -16,8 +16,11 @@ from scenes.glb import read_collider_glb, write_collider_glb
 def random_splats(n: int, degree: int = 1, seed: int = 0) -> Splats:
     rng = np.random.default_rng(seed)
     return Splats(
-        rng.normal(size=(n, 3)), rng.normal(size=(n, 4)), rng.normal(-3, 0.5, size=(n, 3)),
-        rng.normal(size=n), rng.normal(size=(n, (degree + 1) ** 2, 3)) * 0.3,
+        rng.normal(size=(n, 3)),
+        rng.normal(size=(n, 4)),
+        rng.normal(-3, 0.5, size=(n, 3)),
+        rng.normal(size=n),
+        rng.normal(size=(n, (degree + 1) ** 2, 3)) * 0.3,
     )
 
 
@@ -120,8 +123,9 @@ def test_quat_to_rotmat_matches_axis_angle():
     angle = 0.7
     q = np.array([math.cos(angle / 2), 0, 0, math.sin(angle / 2)])  # about +Z
     R = quat_to_rotmat(q)
-    np.testing.assert_allclose(R, [[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        R, [[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]], atol=1e-12
+    )
 
 
 def test_collider_glb_read_by_trimesh(tmp_path):
