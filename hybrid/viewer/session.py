@@ -24,7 +24,7 @@ from hybrid.viewer.state import FrameStats, Intervention, InterventionStack, Lig
 from hybrid.world import World
 from physics.colliders import convex_collider
 from physics.transforms import quat_to_matrix
-from render.gl import Mesh, Renderer, RenderSettings, load_mesh
+from render.gl import SPLAT_PATHS, Mesh, Renderer, RenderSettings, load_mesh
 from render.gl.headless import scene_orbit
 from render.gl.splat_layer import is_software_renderer
 from scenes.errors import FormatError, PhysicsError, ShapeError
@@ -58,6 +58,10 @@ class ViewerSettings:
     min_splat_scale: float = 0.25  # cpu splat path with a budget: the lowest scale
 
     def __post_init__(self) -> None:
+        if self.splat_path not in ("auto", *SPLAT_PATHS):
+            raise ShapeError(
+                f"ViewerSettings.splat_path must be one of {('auto', *SPLAT_PATHS)}, got {self.splat_path!r}"
+            )
         if self.render_scale is not None and not 0.05 <= self.render_scale <= 1.0:
             raise ShapeError(f"ViewerSettings.render_scale must lie in [0.05, 1], got {self.render_scale}")
         if not (math.isfinite(self.push_strength) and self.push_strength > 0):
