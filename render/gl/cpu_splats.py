@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from render.gl.splat_layer import checked_pose_update
 from scenes.errors import ShapeError
 from scenes.splats import Splats
 
@@ -82,19 +83,11 @@ class CPUSplatLayer:
 
     def update(self, means: np.ndarray | None = None, quats: np.ndarray | None = None) -> None:
         """Replace the positions and/or rotations (wxyz) of all N splats."""
+        means, quats = checked_pose_update(means, quats, self.count)
         if means is not None:
-            means = np.asarray(means, np.float32)
-            if means.shape != (self.count, 3) or not np.isfinite(means).all():
-                raise ShapeError(f"update: means must be finite [{self.count}, 3], got shape {means.shape}")
             self._means = np.ascontiguousarray(means)
         if quats is not None:
-            quats = np.asarray(quats, np.float32)
-            if quats.shape != (self.count, 4) or not np.isfinite(quats).all():
-                raise ShapeError(f"update: quats must be finite [{self.count}, 4] wxyz, got shape {quats.shape}")
-            norms = np.linalg.norm(quats, axis=1, keepdims=True)
-            if (norms == 0).any():
-                raise ShapeError(f"update: {int((norms == 0).sum())} zero-length quaternion(s)")
-            self._quats = np.ascontiguousarray(quats / norms)
+            self._quats = np.ascontiguousarray(quats)
 
     def render(
         self,

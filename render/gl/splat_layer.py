@@ -45,6 +45,24 @@ class SplatShadow:
     radiance: np.ndarray  # [3] light colour * intensity
 
 
+def checked_pose_update(means, quats, count: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """New splat positions [N, 3] and rotations [N, 4] wxyz (either may be None) as float32, checked for shape
+    and finiteness, the rotations normalised; a clear :class:`ShapeError` otherwise."""
+    if means is not None:
+        means = np.asarray(means, np.float32)
+        if means.shape != (count, 3) or not np.isfinite(means).all():
+            raise ShapeError(f"update: means must be finite [{count}, 3], got shape {means.shape}")
+    if quats is not None:
+        quats = np.asarray(quats, np.float32)
+        if quats.shape != (count, 4) or not np.isfinite(quats).all():
+            raise ShapeError(f"update: quats must be finite [{count}, 4] wxyz, got shape {quats.shape}")
+        norms = np.linalg.norm(quats, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise ShapeError(f"update: {int((norms == 0).sum())} zero-length quaternion(s)")
+        quats = quats / norms
+    return means, quats
+
+
 def is_software_renderer(ctx) -> bool:
     """True for a CPU GL implementation (Mesa llvmpipe, softpipe, ...)."""
     name = ctx.info.get("GL_RENDERER", "").lower()
@@ -169,22 +187,14 @@ class GLSplatLayer:
         quats: np.ndarray | None = None,  # [N, 4] new rotations, wxyz
     ) -> None:
         """Replace the positions and/or rotations of all N splats (after physics moved objects)."""
+        means, quats = checked_pose_update(means, quats, self.count)
         if means is not None:
-            means = np.asarray(means, np.float32)
-            if means.shape != (self.count, 3) or not np.isfinite(means).all():
-                raise ShapeError(f"update: means must be finite [{self.count}, 3], got shape {means.shape}")
             data = np.concatenate([means, self._opacities[:, None]], 1)
             self._tex["mean_opacity"].write(_pad(data, self.count).tobytes())
             self._means = means.copy()
             self._sorted_forward = None
         if quats is not None:
-            quats = np.asarray(quats, np.float32)
-            if quats.shape != (self.count, 4) or not np.isfinite(quats).all():
-                raise ShapeError(f"update: quats must be finite [{self.count}, 4] wxyz, got shape {quats.shape}")
-            norms = np.linalg.norm(quats, axis=1, keepdims=True)
-            if (norms == 0).any():
-                raise ShapeError(f"update: {int((norms == 0).sum())} zero-length quaternion(s)")
-            self._tex["quat"].write(_pad(quats / norms, self.count).tobytes())
+            self._tex["quat"].write(_pad(quats, self.count).tobytes())
 
     def set_rotations(
         self,
