@@ -101,6 +101,15 @@ class Camera:
         K[:2] *= factor
         return replace(self, K=K, width=max(1, round(self.width * factor)), height=max(1, round(self.height * factor)))
 
+    def resized(self, width: int, height: int) -> Camera:
+        """The same view for an image of ``width`` x ``height`` pixels (each axis scaled on its own)."""
+        if (width, height) == (self.width, self.height):
+            return self
+        K = self.K.copy()
+        K[0] *= width / self.width
+        K[1] *= height / self.height
+        return replace(self, K=K, width=int(width), height=int(height))
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -217,16 +217,11 @@ def world_model_views(
     notify: Callable[[str], None] | None = None,
 ):  # -> Iterator[np.ndarray] [H, W, 3] uint8
     """Render the scene at rest from each camera through the world model (``hybrid render``)."""
-    from dataclasses import replace
-
     wm = WorldModel(scene, mode, backend=backend, notify=notify)
     state = SplatState.rest(scene)
     shade = wm.shade(state, wm.light(light_direction)) if wm.mode != "off" else None
     for cam in cameras:
-        if size is not None and (cam.width, cam.height) != tuple(size):
-            K = cam.K.copy()
-            K[0] *= size[0] / cam.width
-            K[1] *= size[1] / cam.height
-            cam = replace(cam, K=K, width=size[0], height=size[1])
+        if size is not None:
+            cam = cam.resized(*size)
         image = wm.images(state, [cam], background=background, shade=shade)[0]
         yield (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

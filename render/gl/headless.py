@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -144,11 +143,8 @@ def render_views(
             for mesh, model in collider_meshes(scene):
                 renderer.add_mesh(mesh, model)
         for cam in cameras:
-            if size is not None and (cam.width, cam.height) != tuple(size):
-                K = cam.K.copy()
-                K[0] *= size[0] / cam.width
-                K[1] *= size[1] / cam.height
-                cam = replace(cam, K=K, width=size[0], height=size[1])
+            if size is not None:
+                cam = cam.resized(*size)
             renderer.resize(cam.width, cam.height)
             yield renderer.render_frame(cam.viewmat, cam.K).to_uint8()
     finally:

@@ -167,3 +167,19 @@ def test_scene_rejects_duplicate_names_and_bad_indices():
     with pytest.raises(SceneError, match="no object named 'b'"):
         Scene(s, (SceneObject("a", [0]),)).object("b")
     assert Light(direction=(0, 0, 2)).direction == (0.0, 0.0, 1.0)
+
+
+def test_camera_resized_maps_pixels_by_the_size_ratio():
+    """A point seen at pixel (u, v) by a w x h camera is seen at (u W / w, v H / h) by its resized copy."""
+    cam = Camera.look_at((1.0, -3.0, 2.0), (0.0, 0.0, 0.3), width=320, height=240)
+    big = cam.resized(640, 360)
+    assert (big.width, big.height) == (640, 360) and np.array_equal(big.viewmat, cam.viewmat)
+    assert cam.resized(320, 240) is cam
+    p = np.array([0.2, 0.1, 0.5, 1.0])
+
+    def pixel(c):
+        x = (c.viewmat @ p)[:3]
+        uv = c.K @ (x / x[2])
+        return uv[:2]
+
+    np.testing.assert_allclose(pixel(big), pixel(cam) * [640 / 320, 360 / 240], rtol=1e-12)
