@@ -31,6 +31,21 @@ def sh_colors(means, sh, campos, degree, radii, out):  # the cpu backend's sh_fw
         sh_fwd(t * 1024, min(n, t * 1024 + 1024), means, sh, campos, degree, radii, out)
 
 
+@njit(parallel=True, cache=True)
+def rest_frame_points(means, campos, body_of_splat, rotations, out):  # out[i] = campos + R[b]^T (mean - campos)
+    for i in prange(means.shape[0]):
+        dx, dy, dz = means[i, 0] - campos[0], means[i, 1] - campos[1], means[i, 2] - campos[2]
+        b = body_of_splat[i]
+        if b >= 0:
+            r = rotations[b]
+            dx, dy, dz = (
+                r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz,
+                r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz,
+                r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz,
+            )
+        out[i, 0], out[i, 1], out[i, 2] = dx + campos[0], dy + campos[1], dz + campos[2]
+
+
 PACK = 12  # u, v, conic xx, xy, yy, opacity, depth, r, g, b, radius x, radius y
 P_U, P_V, P_CA, P_CB, P_CC, P_O, P_Z, P_R, P_G, P_B, P_RX, P_RY = range(PACK)
 

@@ -49,11 +49,16 @@ def rest_frame_points(
     ``campos + R[body]^T (mean - campos)``: SH evaluated towards them give the colour of the rotated
     SH towards the real splat (``physics.SplatRig.colors``' convention), without rotating coefficients.
     """
-    d = means.astype(np.float32) - campos.astype(np.float32)
-    moved = np.flatnonzero(body_of_splat >= 0)
-    R = np.asarray(rotations, np.float32)[body_of_splat[moved]]  # [M, 3, 3]
-    d[moved] = np.einsum("mji,mj->mi", R, d[moved])  # R^T d
-    return np.ascontiguousarray(d + campos.astype(np.float32))
+    f32 = np.float32
+    out = np.empty((len(means), 3), f32)
+    _kernels().rest_frame_points(
+        np.ascontiguousarray(means, f32),
+        np.ascontiguousarray(campos, f32),
+        np.ascontiguousarray(body_of_splat, np.int64),
+        np.ascontiguousarray(rotations, f32),
+        out,
+    )
+    return out
 
 
 class CPUSplatLayer:
