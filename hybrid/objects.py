@@ -183,6 +183,7 @@ def refine_with_views(
     from scipy.spatial import ConvexHull, QhullError
 
     from physics.colliders import collider_parts
+    from physics.transforms import transform_points
 
     if not scene.objects or not scene.capture_cameras:
         return scene, {}
@@ -198,7 +199,8 @@ def refine_with_views(
     hulls, cand = [], np.full(len(s), -1, np.int64)
     best = np.full(len(s), np.inf)
     for k, o in enumerate(scene.objects):
-        world = [_object_to_world(o, v) for v, _ in collider_parts(o.collider)]
+        pose = np.r_[o.position, o.quaternion]
+        world = [transform_points(pose, v) for v, _ in collider_parts(o.collider)]
         hulls.append(world)
         size = float(np.max(np.ptp(np.concatenate(world), axis=0)))
         dist = np.full(len(s), np.inf)
@@ -243,12 +245,6 @@ def refine_with_views(
         added[o.name] = int(new.size)
         objects.append(o if new.size == 0 else replace(o, splat_indices=np.union1d(o.splat_indices, new)))
     return scene.with_(objects=tuple(objects)), added
-
-
-def _object_to_world(obj, vertices: np.ndarray) -> np.ndarray:
-    from physics.transforms import quat_to_matrix
-
-    return np.asarray(vertices, np.float64) @ quat_to_matrix(np.asarray(obj.quaternion, np.float64)).T + obj.position
 
 
 def _in_silhouette(cam: Camera, pieces: list[np.ndarray], uv: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ viewer), :meth:`Renderer.read` copies it to numpy (scripts, tests, video).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -498,8 +499,6 @@ class Renderer:
         self._composite_image(rgba, depth if depth_test else None, depth_ab)
 
     def _cpu_pass(self, viewmat, K, has_meshes: bool) -> None:
-        import time
-
         s = self.settings
         scale = self.splat_scale
         refine = False
@@ -509,8 +508,8 @@ class Renderer:
             cpu = self.cpu_splats
             meshes = self._mesh_state() if has_meshes else ()
             key = (viewmat.tobytes(), np.asarray(K).tobytes(), self.width, self.height, self._splat_version,
-                   None if cpu.shade is None else hash(np.ascontiguousarray(cpu.shade).tobytes()),
-                   None if cpu.rotations is None else hash(np.ascontiguousarray(cpu.rotations).tobytes()),
+                   None if cpu.shade is None else self._shade_factors_key,
+                   None if cpu.rotations is None else np.ascontiguousarray(cpu.rotations).tobytes(),
                    meshes)  # fmt: skip
             if key == self._still_key and self._still_rgba is not None:
                 self._composite_image(self._still_rgba, None, None)
@@ -543,6 +542,10 @@ class Renderer:
 
     def _shadow_factors(self, shadow: SplatShadow) -> np.ndarray:  # [N, 3] float32
         """Each splat centre's shadow factor (the GL path's formula), by a transform-feedback pass."""
+        key = (self._splat_version, _mat(shadow.light_vp), float(shadow.bias), np.asarray(shadow.ambient).tobytes(),
+               np.asarray(shadow.radiance).tobytes(), self._mesh_state())  # fmt: skip
+        if key == self._shade_factors_key:  # nothing that shades the splats changed (e.g. only the camera moved)
+            return self._shade_factors
         moderngl = require("moderngl", "GL rendering")
         ctx = self.ctx
         if self._shade_prog is None:
@@ -565,10 +568,6 @@ class Renderer:
         prog["u_shadow_bias"].value = shadow.bias
         prog["u_ambient"].value = tuple(float(v) for v in shadow.ambient)
         prog["u_light_radiance"].value = tuple(float(v) for v in shadow.radiance)
-        key = (self._splat_version, _mat(shadow.light_vp), float(shadow.bias), np.asarray(shadow.ambient).tobytes(),
-               np.asarray(shadow.radiance).tobytes(), self._mesh_state())  # fmt: skip
-        if key == self._shade_factors_key:  # nothing that shades the splats changed (e.g. only the camera moved)
-            return self._shade_factors
         vao.transform(dst, mode=moderngl.POINTS, vertices=n)
         self._shade_factors = np.frombuffer(dst.read(), np.float32).reshape(n, 3)
         self._shade_factors_key = key

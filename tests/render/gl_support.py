@@ -57,6 +57,18 @@ def save_artifact(name: str, image: np.ndarray) -> Path:
     return path
 
 
+def floor_pixels(viewmat, K, width: int, height: int, half_x: float, half_y: float, nx: int, ny: int):
+    """World points of an ``nx`` x ``ny`` grid on z = 0 over [-half_x, half_x] x [-half_y, half_y] that land in
+    the image, as ``(points [P, 3], u [P], v [P], view depth [P])`` with integer pixel ``u, v``."""
+    gx, gy = np.meshgrid(np.linspace(-half_x, half_x, nx), np.linspace(-half_y, half_y, ny))
+    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
+    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
+    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    return pts[inside], u[inside], v[inside], cam[inside, 2]
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two images in [0, 1] (clamped)."""
     mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))

@@ -9,7 +9,7 @@ from render.gl import Mesh, Renderer, RenderSettings, box_mesh, intrinsics_from_
 from scenes import Splats
 from scenes.errors import ShapeError
 from scenes.scene import Light
-from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, floor_pixels, gl_context_fixture, save_artifact  # noqa: F401
 
 W, H = 160, 120
 
@@ -77,15 +77,8 @@ def test_cube_above_plane_casts_its_shadow_where_geometry_says(ctx):
         r.add_mesh(box_mesh((0.5, 0.5, 0.5), (0, 0, 1.25), color=(0.9, 0.3, 0.2)))
         frame = r.render_frame(viewmat, K)
     save_artifact("cube_shadow", frame.color)
-    # world points on the plane, projected to pixels
-    gx, gy = np.meshgrid(np.linspace(-2.8, 2.8, 57), np.linspace(-1.9, 1.9, 39))
-    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
-    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
-    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
-    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pts, u, v, cam = pts[inside], u[inside], v[inside], cam[inside]
-    sees_plane = np.abs(frame.mesh_depth[v, u] - cam[:, 2]) < 0.02  # not hidden by the cube
+    pts, u, v, z = floor_pixels(viewmat, K, W, H, 2.8, 1.9, 57, 39)  # world points on the plane, as pixels
+    sees_plane = np.abs(frame.mesh_depth[v, u] - z) < 0.02  # not hidden by the cube
     in_shadow = (pts[:, 0] > -1.75) & (pts[:, 0] < -0.75) & (np.abs(pts[:, 1]) < 0.25)
     margin = 0.1  # stay clear of the shadow's edge (PCF blur, pixel rounding)
     far_from_edge = (np.abs(pts[:, 0] + 1.75) > margin) & (np.abs(pts[:, 0] + 0.75) > margin)

@@ -8,7 +8,7 @@ import pytest
 from render.gl import Renderer, RenderSettings, box_mesh, intrinsics_from_fov, look_at, plane_mesh
 from scenes import Splats
 from scenes.scene import Light
-from tests.render.gl_support import ctx_fixture, gl_context_fixture, save_artifact  # noqa: F401
+from tests.render.gl_support import ctx_fixture, floor_pixels, gl_context_fixture, save_artifact  # noqa: F401
 
 W, H = 160, 120
 
@@ -47,14 +47,7 @@ def test_box_above_splat_floor_shadows_the_splats_where_geometry_says(ctx, path)
             frames[shadows] = r.render_frame(viewmat, K)
     lit, dark = frames[False], frames[True]
     save_artifact(f"splat_floor_shadow_{path}", np.concatenate([dark.color, lit.color], axis=1))
-    # world points on the floor, projected to pixels
-    gx, gy = np.meshgrid(np.linspace(-2.7, 2.7, 55), np.linspace(-1.8, 1.8, 37))
-    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
-    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
-    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
-    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pts, u, v = pts[inside], u[inside], v[inside]
+    pts, u, v, _ = floor_pixels(viewmat, K, W, H, 2.7, 1.8, 55, 37)  # world points on the floor, as pixels
     sees_floor = ~np.isfinite(dark.mesh_depth[v, u])  # not hidden by the box
     in_shadow = (pts[:, 0] > -1.75) & (pts[:, 0] < -0.75) & (np.abs(pts[:, 1]) < 0.25)
     margin = 0.15  # clear of the shadow's edge (splat footprints, PCF blur, pixel rounding)
@@ -101,13 +94,7 @@ def test_splat_square_above_a_mesh_plane_casts_its_shadow_where_geometry_says(ct
             frames[cast] = r.render_frame(viewmat, K)
     frame = frames[True]
     save_artifact("splat_roof_shadow", np.concatenate([frame.color, frames[False].color], axis=1))
-    gx, gy = np.meshgrid(np.linspace(-2.8, 2.8, 57), np.linspace(-1.9, 1.9, 39))
-    pts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
-    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
-    u = (K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
-    v = (K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pts, u, v = pts[inside], u[inside], v[inside]
+    pts, u, v, _ = floor_pixels(viewmat, K, W, H, 2.8, 1.9, 57, 39)
     open_sky = frame.alpha[v, u] >= 1.0 - 1e-6  # plane pixels not covered by the splats themselves
     open_sky &= (np.abs(pts[:, 0]) > 0.5) | (np.abs(pts[:, 1]) > 0.5)
     in_shadow = (pts[:, 0] > -1.5) & (pts[:, 0] < -1.0) & (np.abs(pts[:, 1]) < 0.25)

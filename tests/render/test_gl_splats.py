@@ -78,21 +78,24 @@ def test_blending_order_follows_depth_not_upload_order(ctx, swap):
 
 
 @pytest.mark.parametrize("degree", [0, 3])
-def test_gl_splats_match_numpy_reference(ctx, degree):
+@pytest.mark.parametrize(("path", "alpha_atol"), [("gl", 0.02), ("cpu", 2e-3)])
+def test_splat_paths_match_numpy_reference(ctx, degree, path, alpha_atol):
     splats = _random_splats(250, degree, seed=degree)
     viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
     K = intrinsics_from_fov(W, H, 55)
     bg = (0.1, 0.2, 0.3)
-    with Renderer(ctx, W, H, RenderSettings(background=bg)) as r:
+    with Renderer(ctx, W, H, RenderSettings(splat_path=path, background=bg)) as r:
         r.set_splats(splats)
         frame = r.render_frame(viewmat, K)
+        if path == "cpu":
+            assert r.splat_size == (W, H)
     ref, ref_alpha = reference_render(
         splats.means, splats.unit_quats, splats.scales, splats.opacities, splats.sh, viewmat, K, W, H, bg
     )
-    save_artifact(f"gl_vs_reference_deg{degree}", np.concatenate([frame.color, ref], axis=1))
+    save_artifact(f"{path}_vs_reference_deg{degree}", np.concatenate([frame.color, ref], axis=1))
     value = psnr(frame.color, ref)
     assert value >= 40.0, f"PSNR {value:.1f} dB"
-    np.testing.assert_allclose(frame.alpha, ref_alpha, atol=0.02)
+    np.testing.assert_allclose(frame.alpha, ref_alpha, atol=alpha_atol)
 
 
 def test_sort_is_redone_only_when_the_view_direction_turns(ctx):
@@ -205,25 +208,6 @@ def test_present_draws_the_frame_into_another_framebuffer(ctx):
 
 
 # ---------------------------------------------------------------------------------------- cpu splat path
-@pytest.mark.parametrize("degree", [0, 3])
-def test_cpu_splat_path_matches_numpy_reference(ctx, degree):
-    splats = _random_splats(250, degree, seed=degree)
-    viewmat = look_at([0.4, -3.2, 1.3], [0, 0, 0])
-    K = intrinsics_from_fov(W, H, 55)
-    bg = (0.1, 0.2, 0.3)
-    with Renderer(ctx, W, H, RenderSettings(splat_path="cpu", background=bg)) as r:
-        r.set_splats(splats)
-        frame = r.render_frame(viewmat, K)
-        assert r.splat_size == (W, H)
-    ref, ref_alpha = reference_render(
-        splats.means, splats.unit_quats, splats.scales, splats.opacities, splats.sh, viewmat, K, W, H, bg
-    )
-    save_artifact(f"cpu_vs_reference_deg{degree}", np.concatenate([frame.color, ref], axis=1))
-    value = psnr(frame.color, ref)
-    assert value >= 40.0, f"PSNR {value:.1f} dB"
-    np.testing.assert_allclose(frame.alpha, ref_alpha, atol=2e-3)
-
-
 def test_cpu_and_gl_paths_agree_with_a_mesh_in_front_and_after_moving(ctx):
 
     splats = _random_splats(300, 2, seed=11)
