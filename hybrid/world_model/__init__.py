@@ -24,8 +24,11 @@ from hybrid.world_model.relight import (
     Relighting,
     ShadowFrame,
     estimate_light,
+    observed_colors,
+    scene_normals,
     shadow_visibility,
     splat_normals,
+    surface_normals,
 )
 from hybrid.world_model.residual import ResidualNet, push_pull
 from hybrid.world_model.train import TrainConfig, TrainResult, train_world_model, world_model_weights
@@ -49,6 +52,9 @@ __all__ = [
     "render_gbuffers",
     "shadow_visibility",
     "splat_normals",
+    "scene_normals",
+    "surface_normals",
+    "observed_colors",
     "train_world_model",
     "world_model_weights",
 ]

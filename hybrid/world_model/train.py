@@ -244,7 +244,7 @@ def _perturbed(rel: Relighting, splats, normals, dc, rng, jitter_deg, backend) -
     if d2[2] < 0.05:
         d2 = d
     vis = shadow_visibility(splats.means, splats.unit_quats, splats.scales, splats.opacities, normals, d2, rel.frame,
-                            backend=backend)  # fmt: skip
+                            backend=backend, groups=rel.shadow_groups)  # fmt: skip
     S = shading(normals, vis, rel.light, rel.shadow_strength)
     albedo = np.clip(dc / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
     return replace(rel, albedo=albedo, vis_capture=vis, shading_capture=S, vis_map_capture=vis)

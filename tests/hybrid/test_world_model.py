@@ -19,12 +19,20 @@ from hybrid.world_model import (
     WorldModel,
     apply_world_model,
     parse_light_direction,
+    scene_normals,
     splat_normals,
     train_world_model,
 )
 from hybrid.world_model.residual import gate_reach
 from scenes import Light, ShapeError, load_scene, save_scene
-from tests.hybrid._world_model_scenes import CUBE_CENTER, LIGHT, cube_over_plane, shadow_center_on_floor, top_camera
+from tests.hybrid._world_model_scenes import (
+    CUBE_CENTER,
+    CUBE_HALF,
+    LIGHT,
+    cube_over_plane,
+    shadow_center_on_floor,
+    top_camera,
+)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,6 +102,65 @@ def test_normals_face_outwards_on_an_off_centre_cube():
     seen_faces = cube_idx[truth["normals"][cube_idx, 2] > -0.5]  # no capture camera sees the bottom face
     assert np.all(agree[seen_faces] > 0.99)
     assert np.all(agree[truth["floor"]] > 0.99)
+
+
+def _lifted_like(scene, truth, *, shell: bool = False, seed: int = 1):
+    """The cube scene as a lift leaves it: blob-shaped splats with arbitrary axes, the cube with its box collider.
+
+    With ``shell`` the cube gets an inner layer of dark splats (a lift's object is a shell a few
+    splats thick whose inner splats are never seen and often dark).
+    """
+    import trimesh
+
+    from physics.transforms import quat_to_matrix  # noqa: F401 (the quaternions below are random unit wxyz)
+    from scenes import ColliderMesh, Splats
+
+    rng = np.random.default_rng(seed)
+    s = scene.splats
+    means, sh, n = s.means.copy(), s.sh.copy(), len(s)
+    cube = truth["cube"]
+    if shell:
+        inner = CUBE_CENTER + 0.75 * (means[cube] - CUBE_CENTER)
+        means = np.concatenate([means, inner])
+        sh = np.concatenate([sh, np.full((len(cube), 1, 3), -1.5, np.float32)])  # DC colour ~0.08
+        cube = np.concatenate([cube, np.arange(n, n + len(cube))])
+    m = len(means)
+    quats = rng.normal(size=(m, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    scales = rng.uniform(0.45, 0.75, (m, 3)) * 0.015  # no axis much shorter than the others
+    splats = Splats.from_activated(means, quats, scales, np.full(m, 0.97), sh=sh)
+    box = trimesh.creation.box([2 * CUBE_HALF] * 3)
+    obj = replace(scene.objects[0], splat_indices=cube, collider=ColliderMesh(box.vertices, box.faces))
+    return scene.with_(splats=splats, objects=(obj,)), cube
+
+
+def test_lifted_like_splats_take_their_normals_from_the_ground_plane_and_the_collider():
+    scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
+    lifted, cube = _lifted_like(scene, truth)
+    s = lifted.splats
+    own = splat_normals(s.means, s.unit_quats, s.scales, lifted.capture_cameras, s.opacities)
+    wrong = np.sum(own * truth["normals"], axis=1) < np.cos(np.radians(30))
+    assert wrong.mean() > 0.3  # the splats' own axes say little about the surface
+    got, source = scene_normals(lifted)
+    assert np.all(source[truth["floor"]] == 1) and np.all(source[cube] == 2)
+    assert np.allclose(got[truth["floor"]], [0.0, 0.0, 1.0])
+    assert np.all(np.sum(got[cube] * truth["normals"][cube], axis=1) > 0.999)
+
+
+def test_an_objects_inner_splats_are_lit_and_the_light_comes_from_what_the_cameras_see():
+    scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
+    lifted, cube = _lifted_like(scene, truth, shell=True)
+    rel = Relighting.fit(lifted, light=LIGHT)
+    inner = cube[len(truth["cube"]):]
+    inner_top = inner[truth["normals"][truth["cube"], 2] > 0.9]
+    assert np.all(rel.vis_capture[inner_top] == 1.0)  # not shadowed by the object's own outer layer
+    floor = truth["floor"]
+    dark, shadowed = rel.vis_map_capture[floor] < 0.5, ~truth["vis"][floor]  # the cast shadow is still there
+    assert np.mean(dark[shadowed]) > 0.9 and np.mean(dark != shadowed) < 0.02
+    # the dark inner splats are not evidence about the light: the sun / ambient ratio comes from the pixels
+    est = Relighting.fit(lifted, light_direction=LIGHT.direction)
+    ratio = np.asarray(est.light.color) / np.asarray(est.light.ambient)
+    assert np.allclose(ratio, 0.6 / 0.4, rtol=0.35)
 
 
 def test_light_direction_and_shadow_strength_recovered_on_an_off_centre_cube():

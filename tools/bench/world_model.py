@@ -293,16 +293,22 @@ def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log
                  capture_cameras=tuple(c for c, _, _ in captures))  # fmt: skip
 
 
-def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None) -> tuple[Scene, dict]:
-    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras); splats assigned to the boxes."""
-    import trimesh
+def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None
+               ) -> tuple[Scene, dict]:  # fmt: skip
+    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras); splats assigned to the boxes.
+
+    With ``cache``, the lift is kept in ``cache/lifted{seed}`` and reused by later runs (the orbit
+    is deterministic for a seed).
+    """
     from PIL import Image
 
     from hybrid.lift.pipeline import lift, preset_options
-    from physics.transforms import quat_to_matrix
-    from scenes import load_scene
     from scenes.cameras import write_transforms_json
 
+    if cache is not None and (cache / f"lifted{seed}" / "lift_info.json").exists():  # a lift of the same orbit
+        lifted_dir = cache / f"lifted{seed}"
+        info = json.loads((lifted_dir / "lift_info.json").read_text())
+        return _assign_boxes(tiny, captures, lifted_dir, info, log)
     src = tmp / f"capture{seed}"
     src.mkdir(parents=True, exist_ok=True)
     names = []
@@ -315,8 +321,21 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None) -> tup
         if log and (stage != "train" or info.get("step", 1) % 200 == 0):
             log(f"  lift: {stage} {info.get('step', '')} {info.get('splats', '')}")
 
-    rep = lift(src / "transforms.json", tmp / f"lifted{seed}", preset_options("fast", device="cpu"), progress=progress)
-    lifted = load_scene(tmp / f"lifted{seed}", load_weights=False)
+    lifted_dir = (cache or tmp) / f"lifted{seed}"
+    rep = lift(src / "transforms.json", lifted_dir, preset_options("fast", device="cpu"), progress=progress)
+    info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan"))}
+    (lifted_dir / "lift_info.json").write_text(json.dumps(info))
+    return _assign_boxes(tiny, captures, lifted_dir, info, log)
+
+
+def _assign_boxes(tiny: TinyScene, captures, lifted_dir: Path, info: dict, log=None) -> tuple[Scene, dict]:
+    """The lifted scene with each splat inside a box's known pose given to that box; the rest is ground."""
+    import trimesh
+
+    from physics.transforms import quat_to_matrix
+    from scenes import load_scene
+
+    lifted = load_scene(lifted_dir, load_weights=False)
     means = np.asarray(lifted.splats.means, np.float64)
     owner = np.full(len(means), -1)
     objects = []
@@ -328,8 +347,7 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None) -> tup
         objects.append(SceneObject(box["name"], np.nonzero(inside)[0], ColliderMesh(mesh.vertices, mesh.faces),
                                    mass=box["mass"], friction=0.8, restitution=0.0, position=tuple(box["position"]),
                                    quaternion=tuple(box["quaternion"])))  # fmt: skip
-    info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan")),
-            "box_splats": [len(o.splat_indices) for o in objects]}  # fmt: skip
+    info = {**info, "box_splats": [len(o.splat_indices) for o in objects]}
     if log:
         log(f"  lifted: {len(means)} splats in {info['lift_s']:.0f} s, held-out PSNR {info['heldout_psnr']:.2f} dB; "
             f"box splats {info['box_splats']}")  # fmt: skip
@@ -368,7 +386,7 @@ def scores(pred, gt, changed) -> dict:
 
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
-              colour_steps: int = 300, use_lift: bool = False) -> dict:  # fmt: skip
+              colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None) -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
@@ -377,7 +395,7 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     captures = capture_orbit(tiny)
     lift_info = {}
     if use_lift:
-        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log)
+        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache)
     else:
         scene = build_scene(tiny, captures, seed, colour_steps, log)
     t_build = time.perf_counter() - t0
@@ -532,6 +550,9 @@ def main() -> None:
     ap.add_argument("--lift", action="store_true",
                     help="lift the capture orbit with hybrid lift --preset fast (known cameras) instead of building "
                          "the splats from the known geometry")  # fmt: skip
+    ap.add_argument("--lift-cache", type=Path, default=None,
+                    help="with --lift: keep each scene's lift in this folder and reuse it on later runs")
+    ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
     if a.residual_gpu:
@@ -544,7 +565,8 @@ def main() -> None:
     config = TrainConfig(steps=a.steps, views=8)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(a.scenes):
+        seeds = [int(v) for v in a.seeds.split(",")] if a.seeds else range(a.scenes)
+        for seed in seeds:
             results.append(
                 run_scene(
                     seed,
@@ -555,6 +577,7 @@ def main() -> None:
                     a.estimate_direction,
                     a.colour_steps,
                     a.lift,
+                    a.lift_cache,
                 )  # fmt: skip
             )
             # rows so far, in case a long run is cut short
