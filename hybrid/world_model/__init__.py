@@ -28,7 +28,6 @@ from hybrid.world_model.relight import (
     scene_normals,
     shadow_visibility,
     splat_normals,
-    surface_normals,
 )
 from hybrid.world_model.residual import ResidualNet, push_pull
 from hybrid.world_model.train import TrainConfig, TrainResult, train_world_model, world_model_weights
@@ -53,7 +52,6 @@ __all__ = [
     "shadow_visibility",
     "splat_normals",
     "scene_normals",
-    "surface_normals",
     "observed_colors",
     "train_world_model",
     "world_model_weights",
