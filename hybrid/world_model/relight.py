@@ -54,7 +54,7 @@ def observed_colors(
     splats: Splats,
     cameras: list[Camera] | tuple[Camera, ...],
     *,
-    max_width: int = 200,
+    max_width: int = 640,
     max_cameras: int = 24,
     backend: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # colours [N, 3] float32, pixel counts [N] int64
@@ -64,8 +64,9 @@ def observed_colors(
     object's shell are dark, and a face's splats blend with those behind them. Light estimation
     needs the colours a camera sees, so each splat gets the mean colour (full SH, seen from
     that camera) of the pixels where it is the dominant splat (``render.rasterize``'s
-    ``splat_ids``) over the capture cameras, rendered at most ``max_width`` wide. Splats that
-    dominate no pixel get their DC colour and a count of 0.
+    ``splat_ids``) over the capture cameras, rendered at most ``max_width`` wide (coarser
+    renders blur the colours: at 200 of 320 pixels the benchmark's blue sun/ambient ratio came
+    out 1.4 instead of 1.9). Splats that dominate no pixel get their DC colour and a count of 0.
     """
     import torch
 
