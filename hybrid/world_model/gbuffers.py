@@ -23,6 +23,7 @@ from scenes.scene import Camera, Scene
 __all__ = ["SplatState", "GBuffers", "render_gbuffers", "EDIT_SHADING_EPS"]
 
 EDIT_SHADING_EPS = 0.02  # a pixel counts as edited where the shading changed by more than this
+EDIT_VIS_EPS = 0.25  # ... and its visibility from the light changed by more than this (a shadow came or went)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +148,7 @@ def render_gbuffers(
     per_splat = np.concatenate([
         shade.normals @ R.T,  # camera-frame normals
         shade.vis[:, None], relighting.vis_capture[:, None], state.moved[:, None].astype(np.float32),
-        (dS > EDIT_SHADING_EPS)[:, None].astype(np.float32),
+        ((np.abs(shade.vis - relighting.vis_capture) > EDIT_VIS_EPS) & (dS > EDIT_SHADING_EPS))[:, None].astype(np.float32),
     ], axis=1)  # fmt: skip
     feats = _t(per_splat)[idx] * valid  # [H, W, 7]
     moved_px = feats[..., 5:6]
