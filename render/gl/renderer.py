@@ -30,7 +30,7 @@ import numpy as np
 
 from render.gl._shaders import build_program
 from render.gl.camera import depth_coefficients, gl_projection
-from render.gl.cpu_splats import CPUSplatLayer
+from render.gl.cpu_splats import CPUSplatLayer, over_framebuffer
 from render.gl.meshes import Mesh, transform_bounds
 from render.gl.splat_layer import GLSplatLayer, SplatShadow
 from scenes._deps import require
@@ -512,7 +512,7 @@ class Renderer:
                    None if cpu.rotations is None else np.ascontiguousarray(cpu.rotations).tobytes(),
                    meshes)  # fmt: skip
             if key == self._still_key and self._still_rgba is not None:
-                self._composite_image(self._still_rgba, None, None)
+                self._cpu_image(self._still_rgba, has_meshes)
                 return
             refine = key == self._still_key and scale < 1.0
             self._still_key, self._still_rgba = key, None
@@ -525,20 +525,47 @@ class Renderer:
         if has_meshes:  # the mesh depth at each internal pixel's centre (nearest), sampled on the GPU
             limit = self._read_view_z() if (w, h) == (self.width, self.height) else self._read_view_z_at(w, h)
         t0 = time.perf_counter()
+        if s.splat_budget_ms is None and (w, h) == (self.width, self.height):
+            # blended into the frame on the CPU as it is composited, then written to it: llvmpipe's
+            # textured full-screen blend of the image costs several times more
+            under = self._frame_colour(has_meshes)
+            frame = self.cpu_splats.render(
+                viewmat, K_low, w, h, limit, near=s.near, eps2d=s.eps2d, background=(*s.background, 0.0), under=under
+            )
+            self.splat_ms = 1000 * (time.perf_counter() - t0)
+            self.splat_size = (w, h)
+            self._color.write(frame)
+            return
         rgba = self.cpu_splats.render(viewmat, K_low, w, h, limit, near=s.near, eps2d=s.eps2d)
         if refine or (s.splat_budget_ms is not None and scale >= 1.0):
             self._still_rgba = rgba  # full scale: reused while nothing changes
         if refine:  # a still frame's full-scale redraw says nothing about the moving frame's budget
             self.splat_size = (w, h)
-            self._composite_image(rgba, None, None)
+            self._cpu_image(rgba, has_meshes)
             return
         self.splat_ms = 1000 * (time.perf_counter() - t0)
         self.splat_size = (w, h)
-        self._composite_image(rgba, None, None)
+        self._cpu_image(rgba, has_meshes)
         if s.splat_budget_ms is not None:  # next frame's scale: time ~ pixels, damped, in 1/32 steps
             step = float(np.clip(np.sqrt(s.splat_budget_ms / max(self.splat_ms, 1e-3)), 0.8, 1.25))
             target = float(np.clip(scale * step, s.min_splat_scale, 1.0))
             self.splat_scale = max(s.min_splat_scale, min(1.0, round(target * 32) / 32))
+
+    def _cpu_image(self, rgba: np.ndarray, has_meshes: bool) -> None:
+        """The cpu path's splat image over the frame: at full size blended on the CPU and written to the
+        colour texture (llvmpipe's textured full-screen blend costs several times more), else upscaled
+        by the GL composite."""
+        if rgba.shape[:2] != (self.height, self.width):
+            self._composite_image(rgba, None, None)
+            return
+        under = self._frame_colour(has_meshes)
+        self._color.write(over_framebuffer(rgba, under, (*self.settings.background, 0.0)))
+
+    def _frame_colour(self, has_meshes: bool) -> np.ndarray | None:  # [H, W, 4], row 0 = bottom
+        """The colour texture before the splats: the meshes, or None where it holds the background alone."""
+        if not has_meshes:
+            return None
+        return np.frombuffer(self._color.read(), np.float32).reshape(self.height, self.width, 4)
 
     def _shadow_factors(self, shadow: SplatShadow) -> np.ndarray:  # [N, 3] float32
         """Each splat centre's shadow factor (the GL path's formula), by a transform-feedback pass."""

@@ -143,7 +143,7 @@ def bench_physics(ctx, args, path: str) -> dict:
     dt = 1 / 30
     session.frame_view()
     session.camera.update(1.0)
-    totals, parts, sizes = [], {"physics": [], "splats": [], "render": []}, []
+    totals, parts, sizes, layer = [], {"physics": [], "splats": [], "render": []}, [], []
     try:
         for i in range(args.warmup + args.frames):
             if i % 30 == 0:  # throw everything again
@@ -161,6 +161,7 @@ def bench_physics(ctx, args, path: str) -> dict:
                 totals.append(t3 - t0)
                 r = session.renderer
                 sizes.append(r.splat_size if path == "cpu" else (r.width, r.height))
+                layer.append(r.splat_ms if path == "cpu" else float("nan"))
                 for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     parts[key].append(value)
         if args.save:
@@ -177,6 +178,7 @@ def bench_physics(ctx, args, path: str) -> dict:
         "fps": 1 / med,
         **{f"{k}_ms": 1000 * statistics.median(v) for k, v in parts.items()},
         "splat_size": _median_size(sizes),
+        "layer_ms": statistics.median(layer),
     }
 
 
@@ -222,7 +224,8 @@ def main() -> None:
         print(f"physics ({path} path): {args.objects} moving objects carrying {args.splats} SH-3 splats, output "
               f"{args.width}x{args.height}, splats at {s['splat_size']}, viewer frame (tick + sync + render): median "
               f"{s['median_ms']:.1f} ms = {s['fps']:.1f} FPS (physics {s['physics_ms']:.1f} ms, splat update + upload "
-              f"{s['splats_ms']:.1f} ms, render {s['render_ms']:.1f} ms)")  # fmt: skip
+              f"{s['splats_ms']:.1f} ms, render {s['render_ms']:.1f} ms"
+              + (f", of which the cpu splat layer {s['layer_ms']:.1f} ms)" if path == "cpu" else ")"))  # fmt: skip
 
 
 def _scale_note(args) -> str:
