@@ -204,6 +204,7 @@ class _Rasterize(torch.autograd.Function):
         pk = meta.pk
         c, n = pk.shape[:2]
         nf = colors.shape[2]
+        assert nf in (0, 3), nf  # raster_fwd composites RGB or no colour (rasterize checks the colours)
         h, w = meta.height, meta.width
         n_tx, n_ty = math.ceil(w / TILE_SIZE), math.ceil(h / TILE_SIZE)
         radii = meta.radii.numpy()

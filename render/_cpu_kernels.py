@@ -19,7 +19,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 TILE = 16
 
@@ -537,6 +540,67 @@ def sh_bwd_parallel(means, sh, campos, degree, radii, v_colors, v_sh, v_means, v
         sh_bwd(t * 512, min(n, t * 512 + 512), means, sh, campos, degree, radii, v_colors, v_sh, v_means, v_campos)
 
 
+# ----------------------------------------------------------------------------------------- LLVM intrinsics
+# (what numba does not expose: bit casts, fused multiply-add, max, prefetch)
+@intrinsic
+def _exp2_neg_int(typingctx, k):
+    """2^-k as a float32 for an int32 k in [0, 126], built from its bits (vectorises, unlike ldexp)."""
+    if k != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.sub(ir.Constant(i32, 127), args[0]), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """llvm.fma: a * b + c with one rounding (numba does not contract a * b + c by itself)."""
+    if a not in (types.float32, types.float64) or b != a or c != a:
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        return builder.call(builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t])), args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def _fmax(typingctx, a, b):
+    """llvm.maxnum: a float max that LLVM keeps as a max (vmaxps), not a select of a loaded value."""
+    if a not in (types.float32, types.float64) or b != a:
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        return builder.call(builder.module.declare_intrinsic("llvm.maxnum", [t], ir.FunctionType(t, [t, t])), args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """llvm.prefetch of arr.flat[idx] (C-contiguous arr), for reading: splat data visited in depth order."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")  # fmt: skip
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
+
+
 # ----------------------------------------------------------------------------------------- tile binning
 @njit(cache=True)
 def radix_argsort(keys):  # uint32 [n] -> int32 [n]: the stable ascending order (LSD radix sort, 4 x 8 bits)
@@ -570,10 +634,13 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
     """
     n_cam = order.shape[0]
     n_tiles = n_tx * n_ty
+    n_spl = rects.shape[1]
     offsets = np.zeros(n_cam * n_tiles + 1, np.int64)
     for c in range(n_cam):
         for i in range(n_vis[c]):
             g = order[c, i]
+            if i + 16 < n_vis[c]:  # depth order is scattered in memory: fetch ahead
+                _prefetch(rects, (c * n_spl + order[c, i + 16]) * 4)
             for ty in range(rects[c, g, 1], rects[c, g, 3]):
                 for tx in range(rects[c, g, 0], rects[c, g, 2]):
                     offsets[c * n_tiles + ty * n_tx + tx + 1] += 1
@@ -584,6 +651,8 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
     for c in range(n_cam):
         for i in range(n_vis[c]):
             g = order[c, i]
+            if i + 16 < n_vis[c]:
+                _prefetch(rects, (c * n_spl + order[c, i + 16]) * 4)
             for ty in range(rects[c, g, 1], rects[c, g, 3]):
                 for tx in range(rects[c, g, 0], rects[c, g, 2]):
                     t = c * n_tiles + ty * n_tx + tx
@@ -593,6 +662,70 @@ def bin_tiles(rects, order, n_vis, n_tx, n_ty):
 
 
 # ----------------------------------------------------------------------------------------- compositing
+
+EXP_ARG_MAX = 87.0  # _exp_neg's argument cap (2^-126, the smallest normal float32 scale)
+
+
+def _exp_neg(s, s_lim):
+    """exp(-s) for s >= 0: _exp_neg_poly(x) * scale of (x, scale) = _exp_neg_reduce(s, s_lim) (see those)."""
+    raise NotImplementedError  # jit only
+
+
+def _exp_neg_reduce(s, s_lim):
+    raise NotImplementedError  # jit only
+
+
+def _exp_neg_poly(x):
+    raise NotImplementedError  # jit only
+
+
+@overload(_exp_neg_reduce)
+def _exp_neg_reduce_jit(s, s_lim):
+    """float32: Cephes' expf, with s clamped to [0, s_lim] (s_lim <= 87): exp(-s) = exp(x) 2^-k, this returns
+    x = -s + k ln 2 in [-ln2/2, ln2/2] and the scale 2^-k (built from its bits). Unlike numba's libm exp (no
+    SVML here) it vectorises; within 1 ulp of exp. float64 (gradcheck): (s, 1) and libm's exp. The forward
+    and backward compositing both use it (the same operations: bitwise the same alphas)."""
+    if s == types.float64:
+        return lambda s, s_lim: (s, 1.0)
+
+    def impl(s, s_lim):
+        ft = np.float32
+        s = s if s > ft(0.0) else ft(0.0)
+        s = s if s < s_lim else s_lim
+        k = np.int32(s * ft(1.4426950408889634) + ft(0.5))  # round(s / ln 2), s >= 0
+        kf = ft(k)
+        x = _fma(kf, ft(-2.12194440e-4), _fma(kf, ft(0.693359375), -s))  # Cody-Waite: ln 2 in two parts
+        return x, _exp2_neg_int(k)
+
+    return impl
+
+
+@overload(_exp_neg_poly)
+def _exp_neg_poly_jit(x):
+    """exp(x) for |x| <= ln2 / 2: Cephes' expf polynomial, in Estrin's order (float64: libm exp(-x))."""
+    if x == types.float64:
+        return lambda x: math.exp(-x)
+
+    def impl(x):
+        ft = np.float32
+        x2 = x * x
+        a = _fma(ft(1.6666665459e-1), x, ft(5.0000001201e-1))
+        b = _fma(ft(8.3334519073e-3), x, ft(4.1665795894e-2))
+        d = _fma(ft(1.9875691500e-4), x, ft(1.3981999507e-3))
+        return _fma(_fma(_fma(d, x2, b), x2, a), x2, x) + ft(1.0)
+
+    return impl
+
+
+@overload(_exp_neg)
+def _exp_neg_jit(s, s_lim):
+    def impl(s, s_lim):
+        x, scale = _exp_neg_reduce(s, s_lim)
+        return _exp_neg_poly(x) * scale
+
+    return impl
+
+
 @njit(cache=True)
 def _ifloor(v):
     """floor as an int without a libm call."""
@@ -639,6 +772,24 @@ def _span(mx, dy, bx0, bx1, ellipse, two_s_ca, det, inv_ca, cb_ca):
     return max(bx0, _ifloor(mid - hw)), min(bx1, _ifloor(mid + hw) + 1)
 
 
+# per-tile state of the forward (see _raster_fwd_range), float fields: pixel centre x, y, T, 1 while not done,
+# depth limit, largest weight alpha T, accumulated r, g, b, depth; the splat's exp argument then alpha, exp scale
+S_CX, S_CY, S_T, S_LIVE, S_LIM, S_BEST, S_ACC = range(7)
+S_VIS = S_ACC + 4
+S_SC = S_VIS + 1
+S_LEN = S_SC + 1
+I_LAST, I_BEST = range(2)  # int32 fields: last contributing list index, list index of the largest weight
+TT = TILE * TILE
+FS = TT + 16  # distance between the fields: not a multiple of 4 KiB / 4 fields (no false store-load aliasing)
+HALF = TILE // 2
+
+
+@njit(cache=True)
+def _lane(r, i):
+    """Index of tile pixel (row r, column i) in a field: the left half tile's rows, then the right half's."""
+    return (i // HALF) * (TT // 2) + r * HALF + i % HALF
+
+
 @njit(cache=True)
 def _raster_fwd_range(
     lo, hi,
@@ -651,15 +802,29 @@ def _raster_fwd_range(
     depth-sorted tile lists; depth_limit [C,H,W]. Outputs: out_rgb [C,H,W,F] (+ T * bg),
     out_depth [C,H,W,D] (D = 1 when want_depth) accumulated z, out_alpha [C,H,W,1] = 1 - T,
     out_t [C,H,W] final T, out_last [C,H,W] last contributing list index, out_ids [C,H,W] dominant splat.
+
+    Vectorised (8 float32 lanes on AVX2): a splat is composited over every pixel of its rows [r0, r1) in
+    each half tile (8 columns) that its box reaches, in flat loops with masks and selects instead of
+    branches, in three passes (sigma and the exp's range reduction; alpha; compositing): short dependency
+    chains, so that the out-of-order core overlaps the iterations. Pixels of the box outside the row spans
+    of ``_span`` have alpha < 1/255 (the span has a sigma margin), so they are skipped as the backward
+    skips them, and the alphas are the backward's bit for bit (same sigma expression, same _exp_neg).
+    The tile state st is one flat array [field, half, row, column] (constant distances between the fields,
+    consecutive lanes: no aliasing checks, no index wraparound); pixels beyond the image start done. Stores
+    are max / products, never a select of the old value, which LLVM turns into slow masked stores: the list
+    index k only grows, T * 1 = T.
     """
     nf = colors.shape[2]
-    rgb3 = nf == 3
     per_cam = colors.shape[0] > 1
     n_tiles = n_tx * n_ty
     dt = pk.dtype
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
-    amax, athr, tmin = ft(0.999), ft(1.0 / 255.0), ft(1e-4)
+    amax, athr, tmin, inf, s_cap = ft(0.999), ft(1.0 / 255.0), ft(1e-4), ft(np.inf), ft(EXP_ARG_MAX)
+    none = np.int32(-1)
+    n_spl = pk.shape[1]
+    st = np.empty(S_LEN * FS, dt)
+    ist = np.empty(2 * FS, np.int32)
     for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
@@ -668,83 +833,98 @@ def _raster_fwd_range(
         y0 = (tile // n_tx) * TILE
         x1 = min(x0 + TILE, width)
         y1 = min(y0 + TILE, height)
-        tw = x1 - x0
-        npix = tw * (y1 - y0)
-        trans = np.ones(npix, dt)
-        acc = np.zeros((npix, max(nf, 1)), dt)
-        acc_z = np.zeros(npix, dt)
-        done = np.zeros(npix, np.bool_)
-        last = np.full(npix, -1, np.int32)
-        best = np.zeros(npix, dt)
-        best_id = np.full(npix, -1, np.int64)
-        sig = np.empty(TILE, dt)
-        ex = np.empty(TILE, dt)
-        n_done = 0
-        for k in range(offsets[job], offsets[job + 1]):
+        for r in range(TILE):
+            for i in range(TILE):
+                q = _lane(r, i)
+                inside = y0 + r < y1 and x0 + i < x1
+                st[S_CX * FS + q] = ft(x0 + i) + half  # pixel centre
+                st[S_CY * FS + q] = ft(y0 + r) + half
+                st[S_T * FS + q] = one
+                st[S_LIVE * FS + q] = one if inside else zero
+                st[S_LIM * FS + q] = depth_limit[c, y0 + r, x0 + i] if has_limit and inside else inf
+                st[S_BEST * FS + q] = zero
+                for f in range(S_ACC, S_LEN):
+                    st[f * FS + q] = zero
+                ist[I_LAST * FS + q] = none
+                ist[I_BEST * FS + q] = none
+        n_done = TT - (x1 - x0) * (y1 - y0)
+        k_end = offsets[job + 1]
+        for k in range(offsets[job], k_end):
             g = ids[k]
+            if k + 1 < k_end:  # the splats are in depth order, scattered in memory: fetch the next one early
+                g_next = ids[k + 1]
+                _prefetch(pk, (c * n_spl + g_next) * P_LEN)
+                if nf > 0:
+                    _prefetch(colors, (cc_ * n_spl + g_next) * nf)
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
             ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
             c0 = c1 = c2 = zero
-            if rgb3:
+            if nf == 3:
                 c0, c1, c2 = colors[cc_, g, 0], colors[cc_, g, 1], colors[cc_, g, 2]
-            r0, r1, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca = _setup(pk, c, g, x0, y0, x1, y1)
-            for py in range(r0, r1):
-                dy = my - (ft(py) + half)
-                a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
-                row = (py - y0) * tw - x0
-                for px in range(a, b):  # sigma, then exp, in tight loops (no libm call in the main loop)
-                    dx = mx - (ft(px) + half)
-                    sig[px - a] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                for i in range(b - a):
-                    ex[i] = math.exp(-sig[i])
-                for px in range(a, b):
-                    p = row + px
-                    if done[p]:
-                        continue
-                    if has_limit and zg >= depth_limit[c, py, px]:
-                        done[p] = True
-                        n_done += 1
-                        continue
-                    if sig[px - a] < zero:
-                        continue
-                    alpha = min(amax, op * ex[px - a])
-                    if alpha < athr:
-                        continue
-                    t = trans[p]
-                    next_t = t * (one - alpha)
-                    if next_t <= tmin:
-                        done[p] = True
-                        n_done += 1
-                        continue
-                    vis = alpha * t
-                    if rgb3:
-                        acc[p, 0] += c0 * vis
-                        acc[p, 1] += c1 * vis
-                        acc[p, 2] += c2 * vis
-                    else:
-                        for f in range(nf):
-                            acc[p, f] += colors[cc_, g, f] * vis
-                    if want_depth:
-                        acc_z[p] += zg * vis
-                    if want_ids and vis > best[p]:
-                        best[p] = vis
-                        best_id[p] = g
-                    trans[p] = next_t
-                    last[p] = k
-            if n_done == npix:
+            s_lim = min(pk[c, g, P_SMAX], s_cap)  # exp(-sigma) beyond it only decides alpha < 1/255
+            k32 = np.int32(k)
+            r0, r1, bx0, bx1 = _setup(pk, c, g, x0, y0, x1, y1)[:4]
+            if r0 >= r1 or bx0 >= bx1:
+                continue
+            fa, fb = ft(bx0) + half, ft(bx1) + half
+            for h in range((bx0 - x0) // HALF, (bx1 - x0 - 1) // HALF + 1):  # the half tiles the box reaches
+                # its rows r0 .. r1 - 1 there: lanes q0 .. q1 - 1 (the masks let LLVM see non-negative indices)
+                q0 = (h & 1) * (TT // 2) + ((r0 - y0) & (TILE - 1)) * HALF
+                q1 = (h & 1) * (TT // 2) + ((r1 - 1 - y0) & (TILE - 1)) * HALF + HALF
+                for q in range(q0, q1):  # sigma, reduced for exp; a scale 0: skipped, -1: behind the depth limit
+                    cx = st[S_CX * FS + q]
+                    dx = mx - cx
+                    dy = my - st[S_CY * FS + q]
+                    sig = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    x, scale = _exp_neg_reduce(sig, s_lim)
+                    inside = (cx >= fa) & (cx < fb)
+                    scale = scale if inside & (sig >= zero) else zero
+                    st[S_SC * FS + q] = -one if inside & (zg >= st[S_LIM * FS + q]) else scale
+                    st[S_VIS * FS + q] = x
+                for q in range(q0, q1):  # alpha of each pixel (0: skipped, -1: behind the depth limit)
+                    scale = st[S_SC * FS + q]
+                    alpha = min(amax, op * (_exp_neg_poly(st[S_VIS * FS + q]) * scale))
+                    alpha = alpha if alpha >= athr else zero
+                    st[S_VIS * FS + q] = -one if scale < zero else alpha
+                nd = np.int32(0)
+                for q in range(q0, q1):  # compositing; the weights replace the alphas
+                    alpha = st[S_VIS * FS + q]
+                    t = st[S_T * FS + q]
+                    live = st[S_LIVE * FS + q] > zero
+                    stop = live & (alpha < zero)  # behind the depth limit: done, no contribution
+                    ok = live & (alpha > zero)
+                    keep = one - alpha
+                    end = ok & (t * keep <= tmin)  # saturated: done, no contribution (gsplat)
+                    con = ok & (not end)
+                    v = alpha * t if con else zero
+                    st[S_T * FS + q] = t * (keep if con else one)
+                    st[S_LIVE * FS + q] = one if live & (not (stop | end)) else zero
+                    bs = st[S_BEST * FS + q]
+                    ist[I_BEST * FS + q] = max(ist[I_BEST * FS + q], k32 if v > bs else none)
+                    st[S_BEST * FS + q] = _fmax(bs, v)
+                    ist[I_LAST * FS + q] = max(ist[I_LAST * FS + q], k32 if con else none)
+                    st[S_ACC * FS + q] += c0 * v
+                    st[(S_ACC + 1) * FS + q] += c1 * v
+                    st[(S_ACC + 2) * FS + q] += c2 * v
+                    st[(S_ACC + 3) * FS + q] += zg * v
+                    nd = np.int32(nd + np.int32(stop | end))
+                n_done += nd
+            if n_done == TT:
                 break
         for py in range(y0, y1):
             for px in range(x0, x1):
-                p = (py - y0) * tw + px - x0
-                t = trans[p]
+                q = _lane(py - y0, px - x0)
+                t = st[S_T * FS + q]
                 for f in range(nf):
-                    out_rgb[c, py, px, f] = acc[p, f] + t * bg[c, f] if has_bg else acc[p, f]
+                    a_f = st[(S_ACC + f) * FS + q]
+                    out_rgb[c, py, px, f] = a_f + t * bg[c, f] if has_bg else a_f
                 if want_depth:
-                    out_depth[c, py, px, 0] = acc_z[p]
+                    out_depth[c, py, px, 0] = st[(S_ACC + 3) * FS + q]
                 out_alpha[c, py, px, 0] = one - t
                 out_t[c, py, px] = t
-                out_last[c, py, px] = last[p]
-                out_ids[c, py, px] = best_id[p]
+                out_last[c, py, px] = ist[I_LAST * FS + q]
+                kb = ist[I_BEST * FS + q]
+                out_ids[c, py, px] = ids[kb] if want_ids and kb >= 0 else -1
 
 
 @njit(parallel=True, cache=True)
@@ -785,7 +965,7 @@ def _raster_bwd_range(
     dt = pk.dtype
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
-    amax, athr = ft(0.999), ft(1.0 / 255.0)
+    amax, athr, s_cap = ft(0.999), ft(1.0 / 255.0), ft(EXP_ARG_MAX)
     for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
@@ -839,6 +1019,7 @@ def _raster_bwd_range(
             vmx, vmy, va, vb, vc, vop, amx, amy, vzg = zero, zero, zero, zero, zero, zero, zero, zero, zero
             vf0 = vf1 = vf2 = zero
             vf[:] = zero
+            s_lim = min(pk[c, g, P_SMAX], s_cap)  # as in the forward: the same alphas, bit for bit
             r0, r1, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca = _setup(pk, c, g, x0, y0, x1, y1)
             for py in range(r0, r1):
                 dy = my - (ft(py) + half)
@@ -848,7 +1029,7 @@ def _raster_bwd_range(
                     dx = mx - (ft(px) + half)
                     sig[px - a] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                 for i in range(b - a):
-                    ex[i] = math.exp(-sig[i])
+                    ex[i] = _exp_neg(sig[i], s_lim)
                 for px in range(a, b):
                     p = row + px
                     if last[p] < k:

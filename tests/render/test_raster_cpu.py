@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -148,3 +149,29 @@ def test_numba_cache_falls_back_to_user_cache_when_the_package_dir_is_not_writab
     assert _prepare_numba_cache(blocker) is None, "an explicit NUMBA_CACHE_DIR is left alone"
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     assert _prepare_numba_cache(tmp_path) is None and (tmp_path / "__pycache__").is_dir()
+
+
+def test_vectorised_exp_is_within_one_ulp_and_clamped():
+    """The compositing kernels' float32 exp(-s) (a polynomial that vectorises) against float64 libm exp."""
+    import numpy as np
+    from numba import njit
+
+    from render import _cpu
+
+    k = _cpu.kernels()
+    exp_neg = k._exp_neg
+
+    @njit
+    def run(s, s_lim, out):
+        for i in range(s.size):
+            out[i] = exp_neg(s[i], s_lim)
+
+    s = np.concatenate([np.linspace(0, 87, 400_001), np.random.default_rng(0).uniform(0, 6, 100_000)]).astype(np.float32)
+    got = np.empty_like(s)
+    run(s, np.float32(k.EXP_ARG_MAX), got)
+    want = np.exp(-s.astype(np.float64)).astype(np.float32)
+    assert (np.abs(got - want) <= np.spacing(want)).all(), "more than 1 ulp from exp"
+    ends = np.array([-3.0, 0.0, 2.0, 9.0], np.float32)
+    got = np.empty_like(ends)
+    run(ends, np.float32(2.0), got)  # clamped to [0, s_lim]: exp(-s_lim) beyond it
+    assert got[0] == got[1] == 1.0 and got[2] == got[3] == np.float32(math.exp(-2.0))

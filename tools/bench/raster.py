@@ -2,8 +2,10 @@
 
     python tools/bench/raster.py                 # scenarios a, b, c on the CPU (+ peak RSS of c)
     python tools/bench/raster.py --scenarios a   # one scenario
-    python tools/bench/raster.py --scenarios b --breakdown   # + time per cpu kernel (forward+backward)
+    python tools/bench/raster.py --scenarios b --breakdown   # + time per cpu kernel (forward; forward+backward)
     python tools/bench/raster.py --gpu           # gsplat vs render.rasterize at 1920x1080 with 1M splats
+    git show HEAD:render/_cpu_kernels.py > /tmp/old_kernels.py
+    python tools/bench/raster.py --ab-kernels /tmp/old_kernels.py   # + cpu times with those kernels, alternated
 
 Scenarios (targets on the 2-core CPU machine in brackets):
   (a) 30k random splats at 320x240      [forward <= 60 ms, forward+backward <= 200 ms, >= 20x the peer]
@@ -168,8 +170,8 @@ _TIMED_KERNELS = (
 )  # fmt: skip
 
 
-def breakdown(scene: dict, repeats: int) -> None:
-    """Median wall time per cpu-backend kernel over ``repeats`` forward+backward runs; the rest of the run
+def breakdown(scene: dict, repeats: int, backward: bool = True) -> None:
+    """Median wall time per cpu-backend kernel over ``repeats`` forward(+backward) runs; the rest of the run
     (argument checks, torch <-> numpy, depth sort glue, autograd) is printed as overhead."""
     from render import _cpu
 
@@ -196,19 +198,66 @@ def breakdown(scene: dict, repeats: int) -> None:
         for i in range(repeats):
             current[0] = i
             t = time.perf_counter()
-            run_once(scene, "cpu", backward=True)
+            run_once(scene, "cpu", backward=backward)
             totals.append((time.perf_counter() - t) * 1000)
     finally:
         _cpu._KERNELS = real
     med = {k: statistics.median(v) for k, v in times.items()}
     parts = ", ".join(f"{k} {v:.1f}" for k, v in med.items())
     total = statistics.median(totals)
-    print(f"    breakdown of forward+backward (median ms of {repeats}): {parts}; "
+    what = "forward+backward" if backward else "forward"
+    print(f"    breakdown of {what} (median ms of {repeats}): {parts}; "
           f"total {total:.1f}, outside the kernels {total - sum(med.values()):.1f}")  # fmt: skip
 
 
-def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: bool, show_breakdown: bool) -> None:
+def load_kernels(path: Path):
+    """Another version of render/_cpu_kernels.py (a copy outside the tree) as a module, for --ab-kernels."""
+    import importlib
+
+    from render import _cpu
+
+    _cpu.kernels()  # numba imported and its cache set up
+    sys.path.insert(0, str(path.parent))  # imported by name: numba's on-disk cache pickles the module name
+    try:
+        return importlib.import_module(path.stem)
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+def ab_kernels(scene: dict, other, label: str, repeats: int) -> None:
+    """cpu forward and forward+backward with this tree's kernels and with ``other``, alternated run by run
+    so that both see the same machine load (median ms)."""
+    from render import _cpu
+
+    mine = _cpu.kernels()
+
+    def run(mod, backward):
+        _cpu._KERNELS = mod
+        try:
+            t = time.perf_counter()
+            run_once(scene, "cpu", backward)
+            return (time.perf_counter() - t) * 1000
+        finally:
+            _cpu._KERNELS = mine
+
+    for backward in (False, True):
+        run(other, backward)  # compile or load the cache
+        a, b = [], []
+        for _ in range(repeats):
+            a.append(run(mine, backward))
+            b.append(run(other, backward))
+        p, q = statistics.median(a), statistics.median(b)
+        what = "forward+backward" if backward else "forward"
+        print(f"    A/B {what}: this tree {p:.1f} ms, {label} {q:.1f} ms (alternated, median of {repeats}) "
+              f"-> {q / p:.2f}x")  # fmt: skip
+
+
+def bench_cpu(
+    names: list[str], repeats: int, peer_repeats: int, peer_backward: bool, show_breakdown: bool,
+    ab_path: Path | None = None,
+) -> None:  # fmt: skip
     print(machine())
+    other = load_kernels(ab_path) if ab_path else None
     for name in names:
         title, make = SCENARIOS[name]
         if name == "b" and not GARDEN.is_file():
@@ -224,7 +273,10 @@ def bench_cpu(names: list[str], repeats: int, peer_repeats: int, peer_backward: 
                f"first call {first:.0f} ms)"  # fmt: skip
         print(line)
         if show_breakdown:
+            breakdown(scene, repeats, backward=False)
             breakdown(scene, repeats)
+        if other is not None:
+            ab_kernels(scene, other, ab_path.name, repeats)
         if name == "c":
             out = subprocess.run([sys.executable, __file__, "--rss-child", "c"], capture_output=True, text=True,
                                  check=True)  # fmt: skip
@@ -288,8 +340,11 @@ def main() -> None:
     ap.add_argument("--peer-repeats", type=int, default=3, help="timed runs of the peer (0: skip the peer)")
     ap.add_argument("--peer-backward", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the peer's forward+backward")  # fmt: skip
-    ap.add_argument("--breakdown", action="store_true", help="also print the time of each cpu kernel")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print the time of each cpu kernel (forward, then forward+backward)")  # fmt: skip
     ap.add_argument("--gpu", action="store_true", help="gsplat vs render.rasterize at 1920x1080 with 1M splats")
+    ap.add_argument("--ab-kernels", type=Path, metavar="PATH",
+                    help="also time the cpu backend with this copy of render/_cpu_kernels.py (A/B, alternated)")  # fmt: skip
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -298,7 +353,7 @@ def main() -> None:
         bench_gpu(args.repeats)
     else:
         bench_cpu([s.strip() for s in args.scenarios.split(",") if s.strip()], args.repeats, args.peer_repeats,
-                  args.peer_backward, args.breakdown)  # fmt: skip
+                  args.peer_backward, args.breakdown, args.ab_kernels)  # fmt: skip
 
 
 if __name__ == "__main__":
