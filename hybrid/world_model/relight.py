@@ -813,7 +813,7 @@ def estimate_light(
     i, j = _neighbour_pairs(means[sub], 20_000, seed)
     i, j = sub[i], sub[j]
     d = lum[i] - lum[j]
-    ratios = np.array([0.0, 0.15, 0.35, 0.6, 1.0, 1.4, 1.9, 2.6, 3.5, 4.5])
+    ratios = np.concatenate([[0.0], np.geomspace(0.1, 5.0, 29)])  # sun / ambient candidates, 15 % apart
     normals64 = all_normals[obs]
 
     d32 = d.astype(np.float32)
