@@ -944,6 +944,28 @@ def raster_fwd(
 G_MX, G_MY, G_CA, G_CB, G_CC, G_OP, G_AX, G_AY, G_Z, G_RGB = range(10)  # per-intersection gradient layout
 
 
+@intrinsic
+def _radd(typingctx, a, b):
+    """a + b as a reassociable fadd: lets LLVM vectorise a sum over pixels (8 partial sums, then a fixed
+    horizontal sum: the order depends on the compiled code only, not on threading)."""
+    if a not in (types.float32, types.float64) or b != a:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1], flags=("reassoc", "nsz"))
+
+    return a(a, b), codegen
+
+
+# per-tile state of the backward (see _raster_bwd_range), float fields: pixel centre x, y, T (recovered back to
+# front), dL/dT_final T_final, dL/d(r, g, b, depth), the colours and depth accumulated behind, the splat's exp
+# argument then its exp(-sigma), exp scale
+B_CX, B_CY, B_T, B_VTF, B_V, B_BUF = 0, 1, 2, 3, 4, 8
+B_VIS = B_BUF + 4
+B_SC = B_VIS + 1
+B_LEN = B_SC + 1
+
+
 @njit(cache=True)
 def _raster_bwd_range(
     lo, hi,
@@ -957,6 +979,13 @@ def _raster_bwd_range(
     tile-list entry to pair_grads [n_isect, G_RGB + F] (see G_*; every row of the tiles is written, so
     no zeroing is needed and no two tiles share a row) and to v_bg_tiles [C*T, F]; reduce_pairs sums
     the entries of each splat.
+
+    Vectorised as the forward (see _raster_fwd_range): the same tile state layout [field, half, row,
+    column], the same pixels per splat (its rows in each half tile its box reaches, the box's columns),
+    the same three passes (sigma and exp's range reduction; exp; gradients), masks and selects instead of
+    branches (a pixel a splat does not reach gets alpha 0: T * 1, buffers + 0), the same alphas bit for
+    bit. A pixel takes part while the splat's list index is <= its last contributing one. The sums over
+    pixels are reassociable adds (_radd), 8 lanes wide: a fixed order, deterministic.
     """
     nf = colors.shape[2]
     rgb3 = nf == 3
@@ -966,51 +995,60 @@ def _raster_bwd_range(
     ft = dt.type
     one, zero, half = ft(1.0), ft(0.0), ft(0.5)
     amax, athr, s_cap = ft(0.999), ft(1.0 / 255.0), ft(EXP_ARG_MAX)
+    n_spl = pk.shape[1]
+    st = np.empty(B_LEN * FS, dt)
+    last = np.empty(FS, np.int32)
     for job in range(lo, hi):
         c = job // n_tiles
         cc_ = c if per_cam else 0
         tile = job - c * n_tiles
-        tx, ty = tile % n_tx, tile // n_tx
-        x0, y0 = tx * TILE, ty * TILE
+        x0 = (tile % n_tx) * TILE
+        y0 = (tile // n_tx) * TILE
         x1 = min(x0 + TILE, width)
         y1 = min(y0 + TILE, height)
-        tw = x1 - x0
-        npix = tw * (y1 - y0)
         for f in range(nf):
             v_bg_tiles[job, f] = zero
         if offsets[job + 1] == offsets[job] and not has_bg:
             continue
-        trans = np.empty(npix, dt)
-        v_t_fin = np.empty(npix, dt)  # dL/dT_final (from alpha = 1 - T and the background) times T_final
-        last = np.empty(npix, np.int32)
-        vpix = np.empty((npix, max(nf, 1)), dt)
-        vz = np.empty(npix, dt)
-        buf = np.zeros((npix, max(nf, 1)), dt)
-        buf_z = np.zeros(npix, dt)
-        vf = np.empty(max(nf, 1), dt)
-        sig = np.empty(TILE, dt)
-        ex = np.empty(TILE, dt)
         k_max = -1
-        for py in range(y0, y1):
-            for px in range(x0, x1):
-                p = (py - y0) * tw + px - x0
-                t = out_t[c, py, px]
-                trans[p] = t
-                last[p] = out_last[c, py, px]
-                k_max = max(k_max, last[p])
-                vtf = -v_alpha[c, py, px, 0]
-                for f in range(nf):
-                    vpix[p, f] = v_rgb[c, py, px, f]
-                    if has_bg:
-                        vtf += bg[c, f] * v_rgb[c, py, px, f]
+        for r in range(TILE):
+            for i in range(TILE):
+                q = _lane(r, i)
+                py, px = y0 + r, x0 + i
+                st[B_CX * FS + q] = ft(px) + half
+                st[B_CY * FS + q] = ft(py) + half
+                for f in range(B_T, B_LEN):
+                    st[f * FS + q] = zero
+                last[q] = -1
+                if py < y1 and px < x1:
+                    t = out_t[c, py, px]
+                    st[B_T * FS + q] = t
+                    last[q] = out_last[c, py, px]
+                    k_max = max(k_max, last[q])
+                    vtf = -v_alpha[c, py, px, 0]
+                    for f in range(nf):
+                        st[(B_V + f) * FS + q] = v_rgb[c, py, px, f]
+                        if has_bg:
+                            vtf += bg[c, f] * v_rgb[c, py, px, f]
+                    st[B_VTF * FS + q] = vtf * t  # d T_final / d alpha_k = -T_final / (1 - alpha_k)
+                    if want_depth:
+                        st[(B_V + 3) * FS + q] = v_depth[c, py, px, 0]
+        if has_bg:
+            for py in range(y0, y1):
+                for px in range(x0, x1):
+                    t = out_t[c, py, px]
+                    for f in range(nf):
                         v_bg_tiles[job, f] += t * v_rgb[c, py, px, f]
-                v_t_fin[p] = vtf * t  # d T_final / d alpha_k = -T_final / (1 - alpha_k)
-                vz[p] = v_depth[c, py, px, 0] if want_depth else zero
         for k in range(max(k_max + 1, offsets[job]), offsets[job + 1]):  # entries no pixel reached
             for j in range(pair_grads.shape[1]):
                 pair_grads[k, j] = zero
         for k in range(k_max, offsets[job] - 1, -1):
             g = ids[k]
+            if k > offsets[job]:  # the list is walked back to front: fetch the previous splat early
+                g_next = ids[k - 1]
+                _prefetch(pk, (c * n_spl + g_next) * P_LEN)
+                if nf > 0:
+                    _prefetch(colors, (cc_ * n_spl + g_next) * nf)
             mx, my = pk[c, g, P_MX], pk[c, g, P_MY]
             ca, cb, cc, op, zg = pk[c, g, P_CA], pk[c, g, P_CB], pk[c, g, P_CC], pk[c, g, P_OP], pk[c, g, P_Z]
             c0 = c1 = c2 = zero
@@ -1018,65 +1056,71 @@ def _raster_bwd_range(
                 c0, c1, c2 = colors[cc_, g, 0], colors[cc_, g, 1], colors[cc_, g, 2]
             vmx, vmy, va, vb, vc, vop, amx, amy, vzg = zero, zero, zero, zero, zero, zero, zero, zero, zero
             vf0 = vf1 = vf2 = zero
-            vf[:] = zero
             s_lim = min(pk[c, g, P_SMAX], s_cap)  # as in the forward: the same alphas, bit for bit
-            r0, r1, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca = _setup(pk, c, g, x0, y0, x1, y1)
-            for py in range(r0, r1):
-                dy = my - (ft(py) + half)
-                a, b = _span(mx, dy, bx0, bx1, ell, two_s_ca, det, inv_ca, cb_ca)
-                row = (py - y0) * tw - x0
-                for px in range(a, b):
-                    dx = mx - (ft(px) + half)
-                    sig[px - a] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                for i in range(b - a):
-                    ex[i] = _exp_neg(sig[i], s_lim)
-                for px in range(a, b):
-                    p = row + px
-                    if last[p] < k:
-                        continue
-                    dx = mx - (ft(px) + half)
-                    if sig[px - a] < zero:
-                        continue
-                    vis = ex[px - a]
-                    alpha = min(amax, op * vis)
-                    if alpha < athr:
-                        continue
-                    ra = one / (one - alpha)
-                    t = trans[p] * ra
-                    trans[p] = t
-                    fac = alpha * t
-                    v_a = -v_t_fin[p] * ra
-                    if rgb3:
-                        g0, g1, g2 = vpix[p, 0], vpix[p, 1], vpix[p, 2]
-                        vf0 += fac * g0
-                        vf1 += fac * g1
-                        vf2 += fac * g2
-                        v_a += (c0 * t - buf[p, 0] * ra) * g0 + (c1 * t - buf[p, 1] * ra) * g1 + (
-                            c2 * t - buf[p, 2] * ra) * g2  # fmt: skip
-                        buf[p, 0] += c0 * fac
-                        buf[p, 1] += c1 * fac
-                        buf[p, 2] += c2 * fac
-                    else:
-                        for f in range(nf):
-                            vf[f] += fac * vpix[p, f]
-                            v_a += (colors[cc_, g, f] * t - buf[p, f] * ra) * vpix[p, f]
-                            buf[p, f] += colors[cc_, g, f] * fac
-                    if want_depth:
-                        vzg += fac * vz[p]
-                        v_a += (zg * t - buf_z[p] * ra) * vz[p]
-                        buf_z[p] += zg * fac
-                    if op * vis <= amax:
-                        v_sigma = -op * vis * v_a
-                        va += half * v_sigma * dx * dx
-                        vb += v_sigma * dx * dy
-                        vc += half * v_sigma * dy * dy
+            k32 = np.int32(k)
+            r0, r1, bx0, bx1 = _setup(pk, c, g, x0, y0, x1, y1)[:4]
+            if r0 < r1 and bx0 < bx1:
+                fa, fb = ft(bx0) + half, ft(bx1) + half
+                for h in range((bx0 - x0) // HALF, (bx1 - x0 - 1) // HALF + 1):
+                    q0 = (h & 1) * (TT // 2) + ((r0 - y0) & (TILE - 1)) * HALF
+                    q1 = (h & 1) * (TT // 2) + ((r1 - 1 - y0) & (TILE - 1)) * HALF + HALF
+                    for q in range(q0, q1):  # sigma, reduced for exp; a scale 0: not reached
+                        cx = st[B_CX * FS + q]
+                        dx = mx - cx
+                        dy = my - st[B_CY * FS + q]
+                        sig = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                        x, scale = _exp_neg_reduce(sig, s_lim)
+                        ok = (cx >= fa) & (cx < fb) & (sig >= zero) & (last[q] >= k32)
+                        st[B_SC * FS + q] = scale if ok else zero
+                        st[B_VIS * FS + q] = x
+                    for q in range(q0, q1):  # exp(-sigma) (0: not reached)
+                        st[B_VIS * FS + q] = _exp_neg_poly(st[B_VIS * FS + q]) * st[B_SC * FS + q]
+                    for q in range(q0, q1):  # gradients
+                        vis = st[B_VIS * FS + q]
+                        ovis = op * vis
+                        alpha = min(amax, ovis)
+                        ok = alpha >= athr
+                        alpha = alpha if ok else zero
+                        ra = one / (one - alpha)
+                        t = st[B_T * FS + q] * ra
+                        st[B_T * FS + q] = t
+                        fac = alpha * t
+                        v_a = -st[B_VTF * FS + q] * ra
+                        g0 = st[B_V * FS + q]
+                        g1 = st[(B_V + 1) * FS + q]
+                        g2 = st[(B_V + 2) * FS + q]
+                        b0 = st[B_BUF * FS + q]
+                        b1 = st[(B_BUF + 1) * FS + q]
+                        b2 = st[(B_BUF + 2) * FS + q]
+                        vf0 = _radd(vf0, fac * g0)
+                        vf1 = _radd(vf1, fac * g1)
+                        vf2 = _radd(vf2, fac * g2)
+                        v_a += (c0 * t - b0 * ra) * g0 + (c1 * t - b1 * ra) * g1 + (c2 * t - b2 * ra) * g2
+                        st[B_BUF * FS + q] = b0 + c0 * fac
+                        st[(B_BUF + 1) * FS + q] = b1 + c1 * fac
+                        st[(B_BUF + 2) * FS + q] = b2 + c2 * fac
+                        gz = st[(B_V + 3) * FS + q]  # 0 without depth: no branch (LLVM would mask the stores)
+                        bz = st[(B_BUF + 3) * FS + q]
+                        vzg = _radd(vzg, fac * gz)
+                        v_a += (zg * t - bz * ra) * gz
+                        st[(B_BUF + 3) * FS + q] = bz + zg * fac
+                        lin = ok & (ovis <= amax)  # alpha not clamped to amax: it depends on sigma and opacity
+                        st[B_VIS * FS + q] = -ovis * v_a if lin else zero  # dL/dsigma
+                        st[B_SC * FS + q] = vis * v_a if lin else zero  # dL/dopacity
+                    for q in range(q0, q1):  # sums of the conic and mean gradients
+                        v_sigma = st[B_VIS * FS + q]
+                        dx = mx - st[B_CX * FS + q]
+                        dy = my - st[B_CY * FS + q]
+                        va = _radd(va, half * v_sigma * dx * dx)
+                        vb = _radd(vb, v_sigma * dx * dy)
+                        vc = _radd(vc, half * v_sigma * dy * dy)
                         gx = v_sigma * (ca * dx + cb * dy)
                         gy = v_sigma * (cb * dx + cc * dy)
-                        vmx += gx
-                        vmy += gy
-                        amx += abs(gx)
-                        amy += abs(gy)
-                        vop += vis * v_a
+                        vmx = _radd(vmx, gx)
+                        vmy = _radd(vmy, gy)
+                        amx = _radd(amx, abs(gx))
+                        amy = _radd(amy, abs(gy))
+                        vop = _radd(vop, st[B_SC * FS + q])
             pair_grads[k, G_MX] = vmx
             pair_grads[k, G_MY] = vmy
             pair_grads[k, G_CA] = va
@@ -1090,9 +1134,6 @@ def _raster_bwd_range(
                 pair_grads[k, G_RGB] = vf0
                 pair_grads[k, G_RGB + 1] = vf1
                 pair_grads[k, G_RGB + 2] = vf2
-            else:
-                for f in range(nf):
-                    pair_grads[k, G_RGB + f] = vf[f]
 
 
 @njit(parallel=True, cache=True)
@@ -1113,9 +1154,15 @@ def raster_bwd(
 def reduce_pairs(offsets, ids, n_tiles, pair_grads, grads):
     """grads [C, N, G] += the pair_grads [n_isect, G] rows of each (camera, splat), in tile-list order
     (a fixed order: deterministic)."""
+    n_spl, ng = grads.shape[1], grads.shape[2]
     for job in range(offsets.shape[0] - 1):
         c = job // n_tiles
-        for k in range(offsets[job], offsets[job + 1]):
+        k_end = offsets[job + 1]
+        for k in range(offsets[job], k_end):
+            if k + 16 < k_end:  # the splats' rows are scattered in memory: fetch ahead
+                row = (c * n_spl + ids[k + 16]) * ng
+                _prefetch(grads, row)
+                _prefetch(grads, row + ng - 1)  # a row can straddle two cache lines
             g = ids[k]
-            for j in range(pair_grads.shape[1]):
+            for j in range(ng):
                 grads[c, g, j] += pair_grads[k, j]
