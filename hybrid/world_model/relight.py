@@ -613,9 +613,12 @@ class _FaceShading:
     under a high sun) pointed 78 degrees away on the lifted sample video.
     """
 
-    def __init__(self, groups, normals: np.ndarray, lum: np.ndarray, ratios: np.ndarray, min_faces: int = 4) -> None:
+    def __init__(self, groups, normals: np.ndarray, lum: np.ndarray, ratios: np.ndarray, min_faces: int = 4,
+                 weights: np.ndarray | None = None, up=(0.0, 0.0, 1.0)) -> None:  # fmt: skip
         self.ratios = ratios[ratios > 0]
-        obj, nrm, med = [], [], []
+        weights = np.ones(len(lum)) if weights is None else np.asarray(weights, np.float64)
+        up = np.asarray(up, np.float64)
+        obj, nrm, med, wts = [], [], [], []
         for o, idx in enumerate(groups or []):
             idx = np.asarray(idx, np.int64)
             if len(idx) < 30:
@@ -626,14 +629,20 @@ class _FaceShading:
             for c in np.nonzero(counts >= 15)[0]:
                 sel = idx[inv.reshape(-1) == c]
                 n = normals[sel].mean(axis=0)
-                rows.append((n / max(np.linalg.norm(n), 1e-12), float(np.median(lum[sel]))))
+                n = n / max(np.linalg.norm(n), 1e-12)
+                if n @ up < -0.3:  # a face looking down: the cameras see the ground there, not the object
+                    continue
+                rows.append((n, float(np.median(lum[sel])), float(weights[sel].sum())))
             if len(rows) >= 2:  # one face alone says nothing: its object's albedo absorbs it
-                for n, m in rows:
+                for n, m, w in rows:
                     obj.append(o)
                     nrm.append(n)
                     med.append(m)
+                    wts.append(w)
         self.count = len(obj)
         self.obj, self.n, self.m = np.asarray(obj), np.asarray(nrm).reshape(-1, 3), np.asarray(med)
+        # a face counts by how much of the capture it fills (hull bevels and rims are small and noisy)
+        self.w = np.sqrt(np.asarray(wts, np.float64))
         # faces must look different ways (a lone wall says little about a light above it)
         spread = float(np.linalg.svd(self.n - self.n.mean(0), compute_uv=False)[1]) if self.count >= 3 else 0.0
         self.ok = self.count >= min_faces and spread > 0.3
@@ -644,7 +653,7 @@ class _FaceShading:
         for o in np.unique(self.obj):
             sel = self.obj == o
             res[:, sel] -= np.median(res[:, sel], axis=1, keepdims=True)
-        return float(np.abs(res).sum(axis=1).min())
+        return float((np.abs(res) * self.w[None]).sum(axis=1).min())
 
     def best_direction(self, coarse: int = 2000) -> np.ndarray:
         dirs = hemisphere_directions(coarse, 5.0)
@@ -784,6 +793,7 @@ def estimate_light(
     face_refine_deg: float = 6.0,  # ... within this many degrees
     colors: np.ndarray | None = None,  # [N, 3] the colours the capture shows per splat (default: the DC colours)
     usable: np.ndarray | None = None,  # [N] bool: splats whose colour is evidence (default: all)
+    pixel_counts: np.ndarray | None = None,  # [N] capture pixels each splat dominates (weights the faces)
 ) -> LightEstimate:
     """Estimate a directional light (direction, per-channel sun/ambient ratio, shadow strength) from the splats.
 
@@ -847,7 +857,8 @@ def estimate_light(
         if progress:
             progress(done, total)
 
-    faces = _FaceShading(groups, normals64, lum, ratios) if direction is None else None
+    faces = (_FaceShading(groups, normals64, lum, ratios, weights=None if pixel_counts is None else
+                          np.asarray(pixel_counts)[obs]) if direction is None else None)  # fmt: skip
     if direction is not None:
         total = 1
         dirv = np.asarray(direction, np.float64) / np.linalg.norm(direction)
@@ -973,7 +984,7 @@ class Relighting:
         if light is None:
             observed, counts = observed_colors(s, scene.capture_cameras, backend=backend)
             est = estimate_light(s, normals, frame, seed=seed, backend=backend, progress=progress,
-                                 colors=observed, usable=counts >= 2,
+                                 colors=observed, usable=counts >= 2, pixel_counts=counts,
                                  direction=light_direction, groups=[o.splat_indices for o in scene.objects],
                                  shadow_groups=groups)  # fmt: skip
             light, shadow_strength = est.light, est.shadow_strength
