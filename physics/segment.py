@@ -407,10 +407,17 @@ def _split_stack(
     distance = float(np.linalg.norm(np.median(chroma[upper], 0) - np.median(chroma[lower], 0)))
     if distance < cfg.stack_color_distance:
         return whole
-    parts = []
-    for sub in (np.nonzero(lower)[0], np.nonzero(upper)[0]):
-        parts += [sub[p] for p in _split_stack(uv[sub], h[sub], chroma[sub], cfg, depth + 1)]
-    return parts
+    low, up_idx = np.nonzero(lower)[0], np.nonzero(upper)[0]
+    lower_parts = [low[p] for p in _split_stack(uv[low], h[low], chroma[low], cfg, depth + 1)]
+    upper_parts = [up_idx[p] for p in _split_stack(uv[up_idx], h[up_idx], chroma[up_idx], cfg, depth + 1)]
+    if len(upper_parts) > 1:
+        # the upper part took the lower object's top face under its footprint; split again, that patch is a
+        # thin slab under it: it belongs to the lower object (seen on lifts of the sample: a 7 cm "object"
+        # between the crate and the cube)
+        extent = [float(np.ptp(np.percentile(h[p], [2, 98]))) for p in upper_parts]
+        if extent[0] < 0.5 * min(extent[1:]):
+            lower_parts[-1] = np.concatenate([lower_parts[-1], upper_parts.pop(0)])
+    return lower_parts + upper_parts
 
 
 def static_mesh(
