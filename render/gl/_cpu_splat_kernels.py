@@ -30,6 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from render._cpu_kernels import SPAN_MARGIN, _covar, _fov_limits, _mm, _mmt, _rotmat, _view
+from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3
 
 LANES = 8  # pixels of a block (one AVX2 vector of float32)
 HALF, ONE = np.float32(0.5), np.float32(1.0)
@@ -296,22 +297,7 @@ def project(means, quats, consts, cam, rec, depth, visible):
 
 # ----------------------------------------------------------------------------- spherical harmonics
 SH_CHUNK = 1024  # splats a parallel job
-_SH_C = (
-    0.28209479177387814,
-    0.4886025119029199,
-    1.0925484305920792,
-    -1.0925484305920792,
-    0.31539156525252005,
-    -1.0925484305920792,
-    0.5462742152960396,
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
+_SH_C = (SH_C0, SH_C1, *SH_C2, *SH_C3)  # the basis constants in 3DGS order (scenes.splats defines them)
 
 
 def _sh_basis8(b, x, y, z, nk):
