@@ -41,8 +41,18 @@ class SfmOptions:
     min_registered: float = 0.6  # fail when fewer than this share of the frames register
     static_share: float = 0.15  # fail as "no parallax" when this median share of matches does not move
     max_runtime: float = 600.0  # seconds for incremental mapping before it stops with what it has
-    num_threads: int = -1  # -1: all cores
+    num_threads: int = -1  # -1: all cores; used only when not ``deterministic``
     seed: int = 0  # COLMAP's random seed (RANSAC), for repeatable runs
+    # one thread throughout: multi-threaded COLMAP (extraction, matching and mapping each) gives a different
+    # reconstruction on every run even with the same seed (sample video: camera paths up to 1.8 m apart in the SfM
+    # frame, and the lifted splats and object outlines with them); on one thread it repeats bit for bit, ~3 s
+    # slower on the sample's 60 frames (17-20 s against 14-17 s on 2 cores)
+    deterministic: bool = True
+
+    @property
+    def threads(self) -> int:
+        """COLMAP's ``num_threads``: 1 when deterministic, else ``num_threads``."""
+        return 1 if self.deterministic else self.num_threads
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +123,7 @@ def _extract(
     if mask_path is not None:
         reader.camera_mask_path = str(mask_path)
     extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = opts.num_threads
+    extraction.num_threads = opts.threads
     extraction.sift.max_num_features = opts.max_features
     pycolmap.extract_features(
         db,
@@ -158,8 +168,9 @@ def loop_pairs(images: np.ndarray, names: list[str], overlap: int, per_frame: in
 
 def _match(pycolmap, db: Path, work: Path, images: np.ndarray, names: list[str], opts: SfmOptions) -> str:
     matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = opts.num_threads
+    matching.num_threads = opts.threads
     verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = opts.seed  # -1 (COLMAP's default) seeds every pair's RANSAC from the clock
     if len(names) <= opts.exhaustive_below:
         pycolmap.match_exhaustive(
             db, matching_options=matching, verification_options=verification, device=_device(pycolmap)
@@ -226,7 +237,7 @@ def parallax_check(db_path: Path, min_gap: int = 4) -> dict:
 def _map(pycolmap, db: Path, image_dir: Path, out: Path, opts: SfmOptions, relaxed: bool):
     """Incremental mapping with one shared camera; the largest model, or None."""
     options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = opts.num_threads
+    options.num_threads = opts.threads
     options.random_seed = opts.seed
     options.max_runtime_seconds = int(opts.max_runtime)
     options.multiple_models = False
@@ -385,7 +396,7 @@ def _quick_static_check(pycolmap, images, names, work: Path, opts: SfmOptions, m
     sub = [names[i] for i in pick]
     _extract(pycolmap, db, work / "images", sub, opts, mask_path, opts.camera_model)
     matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = opts.num_threads
+    matching.num_threads = opts.threads
     pycolmap.match_exhaustive(db, matching_options=matching, device=_device(pycolmap))
     px = parallax_check(db, min_gap=2)
     stats["precheck"] = px
@@ -485,7 +496,7 @@ def _triangulate_known(images, names, cameras, work, opts, mask) -> tuple[np.nda
     out = work / "triangulated"
     out.mkdir(exist_ok=True)
     options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = opts.num_threads
+    options.num_threads = opts.threads
     options.random_seed = opts.seed
     rec = pycolmap.triangulate_points(rec, db, image_dir, out, options=options)
     xyz, rgb, err = _points(rec)

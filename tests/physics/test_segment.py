@@ -14,7 +14,7 @@ from physics import PhysicsWorld, SegmentConfig, find_objects, fit_ground, mass_
 from physics.colliders import convex_decomposition  # noqa: E402
 from physics.segment import merge_objects, rename_object  # noqa: E402
 from scenes import Ground, Scene, SceneError, SceneObject, Splats  # noqa: E402
-from tests.physics._scenes import PRIMITIVES, G, box_collider, primitive_splats  # noqa: E402
+from tests.physics._scenes import PRIMITIVES, G, _box_surface, box_collider, primitive_splats  # noqa: E402
 
 DENSITY = 500.0
 
@@ -339,3 +339,40 @@ def test_a_box_resting_on_a_wider_box_is_its_own_object_when_it_looks_different(
     world = PhysicsWorld(scene)
     world.step(1.0)
     assert np.linalg.norm(world.pose(upper.name)[:3] - np.array(upper.position)) < 0.01  # it rests on the lower one
+
+
+def test_large_debris_beside_a_low_objects_base_is_not_the_object():
+    """A lift's pattern at a low object's base: big flat splats floating a few cm up beside it.
+
+    On the sample video's slab (0.16 m tall) 5-10 cm splats 10-20 cm outside the box joined its
+    cluster through its lowest splats and stretched its collider. They are dropped; big splats
+    on the slab's own lower faces (inside its footprint) and ordinary ones stay.
+    """
+    rng = np.random.default_rng(3)
+    size, centre = np.array([0.5, 0.3, 0.16]), np.array([0.0, 0.0, 0.08])
+    g = np.arange(-0.8, 0.8, 0.009)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=5e-4, size=gx.size)], -1)
+    box = _box_surface(size, centre, 0.006, rng) + rng.normal(scale=5e-4, size=(1, 3))
+    box = box[box[:, 2] > 1e-6]
+    low_sides = np.nonzero((box[:, 2] < 0.06) & (box[:, 2] > 0.035))[0][::7]  # some big splats on its own faces
+    # debris: a sheet of big splats 4 cm up, from the box's face outwards 12 cm, touching its lowest splats
+    dx, dy = np.meshgrid(np.arange(0.262, 0.37, 0.012), np.arange(0.0, 0.1, 0.012))
+    debris = np.stack([dx.ravel(), dy.ravel(), 0.04 + rng.normal(scale=2e-3, size=dx.size)], -1)
+    means = np.concatenate([ground, box, debris])
+    n = len(means)
+    scales = np.full((n, 3), 0.004)
+    scales[len(ground) + low_sides] = 0.012
+    scales[len(ground) + len(box):] = [0.03, 0.03, 0.004]
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), scales, np.full(n, 0.9), np.full((n, 3), 0.5))
+    cfg = SegmentConfig(density=DENSITY, ground_threshold=0.01, eps=0.025)
+    with_debris = segment_scene(Scene(splats), SegmentConfig(**{**cfg.__dict__, "skirt_scale": 0.0}))
+    scene = segment_scene(Scene(splats), cfg)
+    debris_idx = np.arange(len(ground) + len(box), n)
+    assert len(with_debris.objects) == len(scene.objects) == 1
+    assert np.isin(debris_idx, with_debris.objects[0].splat_indices).mean() > 0.5  # the debris does join...
+    obj = scene.objects[0]
+    assert not np.isin(debris_idx, obj.splat_indices).any()  # ...and is dropped
+    assert np.isin(len(ground) + low_sides, obj.splat_indices).all()  # the big splats on its faces stay
+    hi = obj.collider.vertices.max(0) + obj.position
+    assert hi[0] == pytest.approx(0.25, abs=0.01)  # the collider ends at the box's face, not at the debris
