@@ -567,38 +567,59 @@ def _neighbour_pairs(means: np.ndarray, max_anchors: int, seed: int) -> tuple[np
     return i[ok], j[ok]
 
 
-def _face_ratio(groups, normals, g, logc, ratios) -> list[float] | None:
-    """Per-channel sun / ambient ratio from the median colours of the objects' faces.
+def _object_faces(groups, normals: np.ndarray, weights: np.ndarray, min_splats: int, min_face: int,
+                  up=(0.0, 0.0, 1.0)) -> list[tuple[int, np.ndarray, np.ndarray]]:  # fmt: skip
+    """``(object, splat indices, unit normal)`` of each visible face of objects with 2 or more faces.
 
-    The faces of one object share a texture (statistically), so the differences of their median
-    log colours are shading differences: ``log(1 + r g_f)`` up to a per-object constant.
+    An object's splats are clustered by normal (collider faces, see :func:`scene_normals`);
+    clusters of fewer than ``min_face`` splats or none of ``weights`` (capture pixels) are
+    dropped, and so are faces looking down (the cameras see the ground there, not the object).
+    One face alone says nothing about the light: its object's albedo absorbs it.
     """
-    rows = []  # (object, median g, median log colour [3])
+    up = np.asarray(up, np.float64)
+    out = []
     for o, idx in enumerate(groups or []):
-        if len(idx) < 100:
+        idx = np.asarray(idx, np.int64)
+        if len(idx) < min_splats:
             continue
         key = np.round(normals[idx] * 2.0).astype(np.int64)  # coarse normal clusters
         _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-        for c in np.nonzero(counts >= 40)[0]:
+        rows = []
+        for c in np.nonzero(counts >= min_face)[0]:
             sel = idx[inv.reshape(-1) == c]
-            rows.append((o, float(np.median(g[sel])), np.median(logc[sel], axis=0)))
-    objs = {r[0] for r in rows}
-    if not rows or all(sum(1 for r in rows if r[0] == o) < 2 for o in objs):
+            n = normals[sel].mean(axis=0)
+            n = n / max(np.linalg.norm(n), 1e-12)
+            if n @ up >= -0.3 and weights[sel].sum() > 0:
+                rows.append((o, sel, n))
+        if len(rows) >= 2:
+            out += rows
+    return out
+
+
+def _face_ratio(groups, normals, g, logc, ratios, weights: np.ndarray | None = None) -> list[float] | None:
+    """Per-channel sun / ambient ratio from the colours of the objects' faces.
+
+    The faces of one object share a texture (statistically), so the differences of their log
+    colours (the median over the capture pixels each face fills, see :class:`_FaceShading`) are
+    shading differences: ``log(1 + r g_f)`` up to a per-object constant; faces count by the
+    square root of their pixels.
+    """
+    weights = np.ones(len(g)) if weights is None else np.asarray(weights, np.float64)
+    faces = _object_faces(groups, normals, weights, 100, 40)
+    if not faces:
         return None
-    obj = np.array([r[0] for r in rows])
-    gf = np.array([r[1] for r in rows])
-    mf = np.stack([r[2] for r in rows])
+    obj = np.array([o for o, _, _ in faces])
+    gf = np.array([_weighted_median(g[sel], weights[sel]) for _, sel, _ in faces])
+    mf = np.array([[_weighted_median(logc[sel, ch], weights[sel]) for ch in range(3)] for _, sel, _ in faces])
+    wf = np.sqrt([weights[sel].sum() for _, sel, _ in faces])
     if np.ptp(gf) < 0.2:
         return None
     out = []
     for ch in range(3):
-        costs = []
-        for r in ratios:
-            resid = mf[:, ch] - np.log1p(r * gf)
-            for o in np.unique(obj):
-                resid[obj == o] -= np.median(resid[obj == o])
-            costs.append(np.abs(resid).sum())
-        out.append(float(ratios[int(np.argmin(costs))]))
+        res = mf[None, :, ch] - np.log1p(ratios[:, None] * gf[None])  # [R, F]
+        for o in np.unique(obj):
+            res[:, obj == o] -= np.median(res[:, obj == o], axis=1, keepdims=True)
+        out.append(float(ratios[int(np.argmin((np.abs(res) * wf[None]).sum(axis=1)))]))
     return out
 
 
@@ -618,28 +639,11 @@ class _FaceShading:
                  weights: np.ndarray | None = None, up=(0.0, 0.0, 1.0)) -> None:  # fmt: skip
         self.ratios = ratios[ratios > 0]
         weights = np.ones(len(lum)) if weights is None else np.asarray(weights, np.float64)
-        up = np.asarray(up, np.float64)
-        obj, nrm, med, wts = [], [], [], []
-        for o, idx in enumerate(groups or []):
-            idx = np.asarray(idx, np.int64)
-            if len(idx) < 30:
-                continue
-            key = np.round(normals[idx] * 2.0).astype(np.int64)  # coarse normal clusters
-            _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-            rows = []
-            for c in np.nonzero(counts >= 15)[0]:
-                sel = idx[inv.reshape(-1) == c]
-                n = normals[sel].mean(axis=0)
-                n = n / max(np.linalg.norm(n), 1e-12)
-                if n @ up < -0.3:  # a face looking down: the cameras see the ground there, not the object
-                    continue
-                rows.append((n, _weighted_median(lum[sel], weights[sel]), float(weights[sel].sum())))
-            if len(rows) >= 2:  # one face alone says nothing: its object's albedo absorbs it
-                for n, m, w in rows:
-                    obj.append(o)
-                    nrm.append(n)
-                    med.append(m)
-                    wts.append(w)
+        faces = _object_faces(groups, normals, weights, 30, 15, up)
+        obj = [o for o, _, _ in faces]
+        nrm = [n for _, _, n in faces]
+        med = [_weighted_median(lum[sel], weights[sel]) for _, sel, _ in faces]
+        wts = [float(weights[sel].sum()) for _, sel, _ in faces]
         self.count = len(obj)
         self.obj, self.n, self.m = np.asarray(obj), np.asarray(nrm).reshape(-1, 3), np.asarray(med)
         # a face counts by how much of the capture it fills (hull bevels and rims are small and noisy)
@@ -935,7 +939,8 @@ def estimate_light(
         return best_rk[1], best_rk[2]
 
     r_pairs, strength = fit(d32, strengths)
-    faces = _face_ratio(groups, normals64, ndl * (1.0 - strength * (1.0 - vis_best)), logc, ratios)
+    faces = _face_ratio(groups, normals64, ndl * (1.0 - strength * (1.0 - vis_best)), logc, ratios,
+                        None if pixel_counts is None else np.asarray(pixel_counts, np.float64)[obs])  # fmt: skip
     per_channel = []
     for ch in range(3):
         if faces is not None:  # objects' faces under different angles pin the sun / ambient ratio down
