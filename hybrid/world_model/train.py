@@ -52,9 +52,6 @@ class TrainConfig:
     width: int = 16  # network width (channels of the first level)
     blob_radius: tuple[float, float] = (0.5, 1.3)  # removed balls' radius, in object half-sizes
     shadow_jitter_deg: tuple[float, float] = (2.0, 6.0)  # light turned by this much for shadow perturbation
-    # the target of shadow-perturbed samples where the gate is open: "capture" (the unedited picture: the network
-    # learns to undo visibility changes) or "input" (its input: visibility changes are left to the explicit layer)
-    shadow_target: str = "capture"
     threads: int = 1  # torch CPU threads while training (on a shared 2-core machine 1 is several times faster)
     seed: int = 0
 
@@ -169,8 +166,6 @@ def train_world_model(
             lost = torch.where(ch(gb.disoccluded) > 0.05, lost, torch.zeros_like(lost))
             relit_in = ch(gb.relit)
             if kind == "blob":
-                target = relit_in + lost * (ch(target_full) - relit_in)
-            elif config.shadow_target == "input":  # visibility changes are real: only holes are filled
                 target = relit_in + lost * (ch(target_full) - relit_in)
             else:  # the shading is wrong everywhere the gate is open: the unedited picture is the truth there
                 keep = torch.where(ch(gb.moved) > 0.5, torch.zeros_like(lost), torch.ones_like(lost))

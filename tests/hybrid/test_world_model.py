@@ -237,6 +237,32 @@ def test_residual_never_changes_pixels_far_from_any_edit(cube):
         assert diff[far].max() <= 1e-6
 
 
+def test_a_light_edit_alone_leaves_the_explicit_layers_shadows_to_stand(cube):
+    """The residual only learned (one capture light) to correct what moved; a new light is the explicit layer's.
+
+    With random weights: after a light edit with nothing moved the gate is shut and `full` is
+    exactly `relight`; under the capture light, a moved cube's old and new shadows open it.
+    """
+    scene, truth, rel = cube
+    torch.manual_seed(1)
+    net = ResidualNet(8)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    weights = {**{k: v for k, v in net.state_arrays().items()}, "config.width": np.array([8])}
+    wm = WorldModel(scene.with_(weights={WEIGHTS_NAME: _with_light(weights, LIGHT)}), "full", relighting=rel)
+    cam = top_camera(size=128)
+    turned = (-0.45, 0.25, 0.86)
+    (frame,) = wm.render(SplatState.rest(scene), [cam], light_direction=turned, keep_gbuffers=True)
+    relit = apply_world_model("relight", frame.gbuffers)
+    assert float((frame.gbuffers.vis_now - frame.gbuffers.vis_capture).abs().max()) > 0.9  # shadows did move
+    assert not frame.gbuffers.edit.numpy().any()
+    assert np.array_equal(frame.image, relit)
+    (moved,) = wm.render(moved_state(scene, truth, (0.0, 0.2, 0.0)), [cam], keep_gbuffers=True)
+    gb = moved.gbuffers
+    shadow_only = (gb.edit[..., 0] > 0) & (gb.moved[..., 0] < 0.5) & (gb.disoccluded[..., 0] < 0.05)
+    assert int(shadow_only.sum()) > 20  # floor pixels whose shadow came or went
+
+
 def _with_light(weights: dict, light: Light) -> dict:
     return {**weights, "light.direction": np.asarray(light.direction, np.float32),
             "light.color": np.asarray(light.color, np.float32), "light.ambient": np.asarray(light.ambient, np.float32),
