@@ -52,9 +52,12 @@ def train_command(
     L = result.relighting.light
     typer.echo(f"light: direction {[round(v, 3) for v in L.direction]}, sun {[round(v, 3) for v in L.color]}, "
                f"ambient {[round(v, 3) for v in L.ambient]}")  # fmt: skip
-    typer.echo(f"trained on {result.samples} edited views in {result.seconds:.1f} s; gated L1 "
-               f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f} (hole fill only: {result.baseline_loss:.4f}); "
+    typer.echo(f"trained on {result.samples} edited views in {result.seconds:.1f} s; gated L1 on them "
+               f"{result.fitted_loss:.4f} with the network, {result.baseline_loss:.4f} hole fill only; "
                f"wrote {scene}/weights/{WEIGHTS_NAME}.safetensors ({result.net.num_parameters} parameters)")  # fmt: skip
+    if not result.network_used:
+        typer.echo("the network did not beat the hole fill on its own training views and is switched off: "
+                   "--world-model full renders relight with the hole fill")  # fmt: skip
 
 
 def register(root: typer.Typer) -> None:

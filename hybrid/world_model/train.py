@@ -63,10 +63,12 @@ class TrainResult:
     weights: dict  # tensor name -> np.ndarray
     relighting: Relighting
     net: ResidualNet
-    losses: tuple[float, ...]  # mean L1 per 10 % of the steps
-    baseline_loss: float  # the same loss with the network off (base image only), on the same samples
+    losses: tuple[float, ...]  # mean gated L1 of the training crops per 10 % of the steps
+    baseline_loss: float  # gated L1 over the whole training samples with the network off (hole fill only)
     seconds: float
     samples: int
+    fitted_loss: float = float("nan")  # the same with the trained network
+    network_used: bool = True  # False: it did not beat the hole fill and was switched off (zero output)
 
 
 def world_model_weights(net: ResidualNet, light: Light, shadow_strength: float = 1.0) -> dict[str, np.ndarray]:
@@ -178,14 +180,31 @@ def train_world_model(
         net, losses = _fit(samples, config, rng, report)
     finally:
         torch.set_num_threads(threads)
-    baseline = float(np.mean([((b - t).abs() * g).sum().item() / max(g.sum().item(), 1.0)
-                              for _, b, g, t in samples]))  # fmt: skip
     net.eval()
+    baseline = _gated_l1(samples)
+    fitted = _gated_l1(samples, net)
+    used = fitted < baseline
+    if not used:  # worse than the hole fill even on the views it was trained on: the network is switched off
+        with torch.no_grad():
+            net.head.weight.zero_()
+            net.head.bias.zero_()
+        log.warning("the residual network (gated L1 %.4f) does not beat the hole fill (%.4f) on its training views: "
+                    "it is switched off, `full` renders relight with the hole fill", fitted, baseline)  # fmt: skip
     weights = world_model_weights(net, rel.light, rel.shadow_strength)
     seconds = time.perf_counter() - start
-    log.info("world model trained in %.1f s: gated L1 %.4f -> %.4f (base only %.4f)", seconds,
-             losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"), baseline)  # fmt: skip
-    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples))
+    log.info("world model trained in %.1f s: gated L1 on the training views %.4f with the network, %.4f hole fill only",
+             seconds, fitted, baseline)  # fmt: skip
+    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples), fitted, used)
+
+
+def _gated_l1(samples: list, net: ResidualNet | None = None) -> float:
+    """Mean gated L1 over whole samples: of the base image (hole fill) alone, or with the network's correction."""
+    vals = []
+    with torch.no_grad():
+        for x, b, g, t in samples:
+            out = b if net is None else b + g * net(x)
+            vals.append(((out - t).abs() * g).sum().item() / max(g.sum().item(), 1.0))
+    return float(np.mean(vals))
 
 
 def _fit(samples: list, config: TrainConfig, rng: np.random.Generator, report) -> tuple[ResidualNet, list[float]]:
