@@ -346,9 +346,10 @@ def _drop_skirt(m: np.ndarray, uv: np.ndarray, height: np.ndarray, size: np.ndar
     cluster through its lowest splats. They stretch its collider and outline well past the object
     (on the sample video's thin slab: 5-10 cm splats 10-20 cm outside the box). They are told
     apart by all three: in the lowest band, larger than ``skirt_scale`` times the object's median
-    splat, and centred outside the horizontal hull of its ordinary-sized splats. On 3 sample lifts
-    the slab's IoU with its true silhouette went from 0.64-0.76 to 0.73-0.81 (0.78-0.83 after
-    :func:`hybrid.objects.refine_with_views`, which gives back any such splat the views show on it).
+    splat, and centred outside the horizontal hull of its ordinary-sized splats. On sample lifts
+    the slab's IoU with its true silhouette went from 0.64-0.79 (4 lifts) to 0.73-0.81 (8 lifts;
+    0.78-0.86 after :func:`hybrid.objects.refine_with_views`, which gives back any such splat the
+    views show on it).
     """
     from scipy.spatial import ConvexHull, QhullError
 
