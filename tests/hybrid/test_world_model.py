@@ -151,7 +151,7 @@ def test_an_objects_inner_splats_are_lit_and_the_light_comes_from_what_the_camer
     scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
     lifted, cube = _lifted_like(scene, truth, shell=True)
     rel = Relighting.fit(lifted, light=LIGHT)
-    inner = cube[len(truth["cube"]):]
+    inner = cube[len(truth["cube"]) :]
     inner_top = inner[truth["normals"][truth["cube"], 2] > 0.9]
     assert np.all(rel.vis_capture[inner_top] == 1.0)  # not shadowed by the object's own outer layer
     floor = truth["floor"]

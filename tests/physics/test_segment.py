@@ -363,7 +363,7 @@ def test_large_debris_beside_a_low_objects_base_is_not_the_object():
     n = len(means)
     scales = np.full((n, 3), 0.004)
     scales[len(ground) + low_sides] = 0.012
-    scales[len(ground) + len(box):] = [0.03, 0.03, 0.004]
+    scales[len(ground) + len(box) :] = [0.03, 0.03, 0.004]
     splats = Splats.from_activated(means, rng.normal(size=(n, 4)), scales, np.full(n, 0.9), np.full((n, 3), 0.5))
     cfg = SegmentConfig(density=DENSITY, ground_threshold=0.01, eps=0.025)
     with_debris = segment_scene(Scene(splats), SegmentConfig(**{**cfg.__dict__, "skirt_scale": 0.0}))

@@ -166,7 +166,9 @@ def test_vectorised_exp_is_within_one_ulp_and_clamped():
         for i in range(s.size):
             out[i] = exp_neg(s[i], s_lim)
 
-    s = np.concatenate([np.linspace(0, 87, 400_001), np.random.default_rng(0).uniform(0, 6, 100_000)]).astype(np.float32)
+    s = np.concatenate([np.linspace(0, 87, 400_001), np.random.default_rng(0).uniform(0, 6, 100_000)]).astype(
+        np.float32
+    )
     got = np.empty_like(s)
     run(s, np.float32(k.EXP_ARG_MAX), got)
     want = np.exp(-s.astype(np.float64)).astype(np.float32)

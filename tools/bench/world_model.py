@@ -550,8 +550,12 @@ def main() -> None:
     ap.add_argument("--lift", action="store_true",
                     help="lift the capture orbit with hybrid lift --preset fast (known cameras) instead of building "
                          "the splats from the known geometry")  # fmt: skip
-    ap.add_argument("--lift-cache", type=Path, default=None,
-                    help="with --lift: keep each scene's lift in this folder and reuse it on later runs")
+    ap.add_argument(
+        "--lift-cache",
+        type=Path,
+        default=None,
+        help="with --lift: keep each scene's lift in this folder and reuse it on later runs",
+    )
     ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
