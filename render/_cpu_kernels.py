@@ -105,6 +105,26 @@ def _view(viewmats, c):
 
 
 @njit(cache=True)
+def _cov2d(sc, j00, j02, j11, j12):
+    """``(J W, J W S W^T J^T)`` for the projection Jacobian ``J = [[j00, 0, j02], [0, j11, j12]]``.
+
+    ``sc`` is the camera-frame covariance ``W S W^T`` (row-major 3x3 tuple); returns the six
+    entries of ``A = J sc`` (the backward pass needs them) and the 2x2 covariance ``c = A J^T``.
+    """
+    a00 = j00 * sc[0] + j02 * sc[6]
+    a01 = j00 * sc[1] + j02 * sc[7]
+    a02 = j00 * sc[2] + j02 * sc[8]
+    a10 = j11 * sc[3] + j12 * sc[6]
+    a11 = j11 * sc[4] + j12 * sc[7]
+    a12 = j11 * sc[5] + j12 * sc[8]
+    c00 = a00 * j00 + a02 * j02
+    c01 = a01 * j11 + a02 * j12
+    c10 = a10 * j00 + a12 * j02
+    c11 = a11 * j11 + a12 * j12
+    return (a00, a01, a02, a10, a11, a12), c00, c01, c10, c11
+
+
+@njit(cache=True)
 def _fov_limits(ks, c, wf, hf, one):
     fx, fy, cx, cy = ks[c, 0, 0], ks[c, 1, 1], ks[c, 0, 2], ks[c, 1, 2]
     ft = type(one)
@@ -151,16 +171,7 @@ def _project_fwd_range(
             tx = z * min(lxp, max(-lxn, x * rz))
             ty = z * min(lyp, max(-lyn, y * rz))
             j00, j02, j11, j12 = fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2
-            a00 = j00 * sc[0] + j02 * sc[6]
-            a01 = j00 * sc[1] + j02 * sc[7]
-            a02 = j00 * sc[2] + j02 * sc[8]
-            a10 = j11 * sc[3] + j12 * sc[6]
-            a11 = j11 * sc[4] + j12 * sc[7]
-            a12 = j11 * sc[5] + j12 * sc[8]
-            c00 = a00 * j00 + a02 * j02
-            c01 = a01 * j11 + a02 * j12
-            c10 = a10 * j00 + a12 * j02
-            c11 = a11 * j11 + a12 * j12
+            _, c00, c01, c10, c11 = _cov2d(sc, j00, j02, j11, j12)
             u = fx * x * rz + cx
             v = fy * y * rz + cy
             det_orig = c00 * c11 - c01 * c10
@@ -264,16 +275,7 @@ def _project_bwd_range(
             tx = z * min(lxp, max(-lxn, xr))
             ty = z * min(lyp, max(-lyn, yr))
             j00, j02, j11, j12 = fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2
-            a00 = j00 * sc[0] + j02 * sc[6]
-            a01 = j00 * sc[1] + j02 * sc[7]
-            a02 = j00 * sc[2] + j02 * sc[8]
-            a10 = j11 * sc[3] + j12 * sc[6]
-            a11 = j11 * sc[4] + j12 * sc[7]
-            a12 = j11 * sc[5] + j12 * sc[8]
-            c00 = a00 * j00 + a02 * j02
-            c01 = a01 * j11 + a02 * j12
-            c10 = a10 * j00 + a12 * j02
-            c11 = a11 * j11 + a12 * j12
+            (a00, a01, a02, a10, a11, a12), c00, c01, c10, c11 = _cov2d(sc, j00, j02, j11, j12)
             det_orig = c00 * c11 - c01 * c10
             a = c00 + eps
             d = c11 + eps

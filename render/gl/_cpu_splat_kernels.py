@@ -29,7 +29,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from render._cpu_kernels import SPAN_MARGIN, _covar, _fov_limits, _mm, _mmt, _rotmat, _view
+from render._cpu_kernels import SPAN_MARGIN, _cov2d, _covar, _fov_limits, _mm, _mmt, _rotmat, _view
 from scenes.splats import SH_C0, SH_C1, SH_C2, SH_C3
 
 LANES = 8  # pixels of a block (one AVX2 vector of float32)
@@ -134,7 +134,7 @@ def _vmax(a, b):  # numba's max(a, b) on floats: b if b > a else a
 
 # ------------------------------------------------------------------------------- projection
 # The cpu backend's projection (render._cpu_kernels._project_fwd_range, one camera, radius_clip 0 allowed,
-# not antialiased) on 8 splats a vector: its helpers (_rotmat, _covar, _mm, _mmt) run on _Vec values, whose
+# not antialiased) on 8 splats a vector: its helpers (_rotmat, _covar, _mm, _mmt, _cov2d) run on _Vec values, whose
 # operators emit the same float32 instructions in the same order, so the results are bit for bit its own.
 # Per-splat constants that only depend on the opacity (the log) are made once by :func:`splat_constants`.
 C_SX, C_SY, C_SZ, C_O, C_EXT, C_SMAX = range(6)  # planes of splat_constants' output
@@ -239,16 +239,7 @@ def _project8(typingctx, means, quats, consts, cam, i, rec, depth, visible):
         tx = z * _vmin(lxp, _vmax(-lxn, x * rz))
         ty = z * _vmin(lyp, _vmax(-lyn, y * rz))
         j00, j02, j11, j12 = fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2
-        a00 = j00 * sc[0] + j02 * sc[6]
-        a01 = j00 * sc[1] + j02 * sc[7]
-        a02 = j00 * sc[2] + j02 * sc[8]
-        a10 = j11 * sc[3] + j12 * sc[6]
-        a11 = j11 * sc[4] + j12 * sc[7]
-        a12 = j11 * sc[5] + j12 * sc[8]
-        c00 = a00 * j00 + a02 * j02
-        c01 = a01 * j11 + a02 * j12
-        c10 = a10 * j00 + a12 * j02
-        c11 = a11 * j11 + a12 * j12
+        _, c00, c01, c10, c11 = _cov2d.py_func(sc, j00, j02, j11, j12)
         u = fx * x * rz + cx
         v = fy * y * rz + cy
         a = c00 + cam(CAM_EPS)
