@@ -15,13 +15,21 @@ app = typer.Typer(help="The appearance world model: relighting, moving shadows, 
 @app.command("train")
 def train_command(
     scene: Path = typer.Argument(..., help="Scene folder; weights/world_model.safetensors is written into it."),
-    steps: int = typer.Option(500, "--steps", help="Optimiser steps."),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        help="Optimiser steps on the capture's edit-imitating samples (default: 0 from the prior, "
+        "which is used as shipped; 500 from scratch).",
+    ),
     views: int = typer.Option(12, "--views", help="Capture cameras used for training."),
     scale: float = typer.Option(0.5, "--scale", help="Training resolution as a fraction of the capture cameras'."),
     light_direction: str | None = typer.Option(
         None, "--light-direction", help="The capture light x,y,z (towards the light) when known; else estimated."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (augmentations, initialisation)."),
+    init: str = typer.Option(
+        "prior", "--init", help="Start from the shipped prior (trained on simulated interventions) or from 'scratch'."
+    ),
     raster_backend: str | None = typer.Option(None, "--raster-backend", help="render.rasterize backend."),
 ) -> None:
     """Train SCENE's world model (self-supervised on its capture cameras) and save the weights into it."""
@@ -36,7 +44,7 @@ def train_command(
     if direction is not None:
         light = Light(direction=direction, color=loaded.light.color, intensity=loaded.light.intensity,
                       ambient=loaded.light.ambient)  # fmt: skip
-    config = TrainConfig(steps=steps, views=views, scale=scale, seed=seed)
+    config = TrainConfig(steps=steps, views=views, scale=scale, seed=seed, init=init)
     labels = {"light": "estimating the light", "samples": "rendering edits", "train": "training the residual"}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn()) as bar:  # fmt: skip
@@ -52,9 +60,15 @@ def train_command(
     L = result.relighting.light
     typer.echo(f"light: direction {[round(v, 3) for v in L.direction]}, sun {[round(v, 3) for v in L.color]}, "
                f"ambient {[round(v, 3) for v in L.ambient]}")  # fmt: skip
-    typer.echo(f"trained on {result.samples} edited views in {result.seconds:.1f} s; gated L1 on them "
-               f"{result.fitted_loss:.4f} with the network, {result.baseline_loss:.4f} hole fill only; "
-               f"wrote {scene}/weights/{WEIGHTS_NAME}.safetensors ({result.net.num_parameters} parameters)")  # fmt: skip
+    where = f"wrote {scene}/weights/{WEIGHTS_NAME}.safetensors ({result.net.num_parameters} parameters)"
+    if result.samples == 0:
+        typer.echo(f"residual: the shipped prior, trained on simulated interventions (tools/world_model_prior.py), "
+                   f"as shipped (--steps N fine-tunes it on the capture, --init scratch trains on the capture "
+                   f"alone); {result.seconds:.1f} s; {where}")  # fmt: skip
+    else:
+        typer.echo(f"residual trained (from {result.init}) on {result.samples} edited views in {result.seconds:.1f} s; "
+                   f"gated L1 on them {result.fitted_loss:.4f} with the network, {result.baseline_loss:.4f} hole fill "
+                   f"only; {where}")  # fmt: skip
     if not result.network_used:
         typer.echo("the network did not beat the hole fill on its own training views and is switched off: "
                    "--world-model full renders relight with the hole fill")  # fmt: skip

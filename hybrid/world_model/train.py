@@ -30,7 +30,7 @@ from hybrid.world_model.gbuffers import SplatState, render_gbuffers
 from hybrid.world_model.model import WEIGHTS_VERSION
 from hybrid.world_model.relight import Relighting, dc_colors, shading, shadow_visibility
 from hybrid.world_model.residual import ResidualNet, network_input
-from scenes.errors import SceneError
+from scenes.errors import SceneError, ShapeError
 from scenes.scene import Camera, Light, Scene
 
 __all__ = ["TrainConfig", "TrainResult", "train_world_model", "world_model_weights"]
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """How the residual is trained (defaults: about a minute on two CPU cores for the sample scene)."""
 
-    steps: int = 500  # optimiser steps
+    steps: int | None = None  # optimiser steps on the capture's samples; None: 0 from the prior, 500 from scratch
     views: int = 12  # capture cameras used (evenly spread)
     scale: float = 0.5  # training images are the capture cameras scaled by this
     samples_per_view: int = 3  # augmented edits per view
@@ -54,6 +54,12 @@ class TrainConfig:
     shadow_jitter_deg: tuple[float, float] = (2.0, 6.0)  # light turned by this much for shadow perturbation
     threads: int = 1  # torch CPU threads while training (on a shared 2-core machine 1 is several times faster)
     seed: int = 0
+    init: str = "prior"  # "prior": start from the shipped prior (hybrid/world_model/prior.safetensors); "scratch"
+
+    @property
+    def train_steps(self) -> int:
+        """The optimiser steps this config runs (``steps``, or the init's default)."""
+        return self.steps if self.steps is not None else (0 if self.init == "prior" else 500)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +75,7 @@ class TrainResult:
     samples: int
     fitted_loss: float = float("nan")  # the same with the trained network
     network_used: bool = True  # False: it did not beat the hole fill and was switched off (zero output)
+    init: str = "scratch"  # what training started from: "prior" or "scratch"
 
 
 def world_model_weights(net: ResidualNet, light: Light, shadow_strength: float = 1.0) -> dict[str, np.ndarray]:
@@ -117,6 +124,8 @@ def train_world_model(
     """Fit the explicit layer (unless given) and train the residual on edit-imitating augmentations."""
     config = config or TrainConfig()
     start = time.perf_counter()
+    if config.init not in ("prior", "scratch"):
+        raise ShapeError(f"TrainConfig.init: 'prior' or 'scratch', got {config.init!r}")
     if not scene.capture_cameras:
         raise SceneError("train_world_model: the scene has no capture cameras to train from")
     if targets is not None and len(targets) != len(scene.capture_cameras):
@@ -128,6 +137,12 @@ def train_world_model(
         relighting = Relighting.fit(scene, light, backend=backend, seed=config.seed,
                                     progress=lambda d, t: report("light", d, t))  # fmt: skip
     rel = relighting
+    init = _initial_network(config)
+    if init is not None and config.train_steps == 0:  # the prior as shipped: nothing to fit on the capture
+        weights = world_model_weights(init, rel.light, rel.shadow_strength)
+        log.info("world model: light fitted, the residual is the shipped prior (not fine-tuned)")
+        nan = float("nan")
+        return TrainResult(weights, rel, init, (), nan, time.perf_counter() - start, 0, nan, True, "prior")
     rest = SplatState.rest(scene)
     s = scene.splats
     shade_rest = rel.shade(rest.means, rest.quats, rest.scales, rest.opacities, backend=backend)
@@ -177,7 +192,7 @@ def train_world_model(
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, config.threads))
     try:
-        net, losses = _fit(samples, config, rng, report)
+        net, losses = fit_residual(samples, config, rng, report, net=init)
     finally:
         torch.set_num_threads(threads)
     net.eval()
@@ -194,7 +209,22 @@ def train_world_model(
     seconds = time.perf_counter() - start
     log.info("world model trained in %.1f s: gated L1 on the training views %.4f with the network, %.4f hole fill only",
              seconds, fitted, baseline)  # fmt: skip
-    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples), fitted, used)
+    return TrainResult(weights, rel, net, tuple(losses), baseline, seconds, len(samples), fitted, used,
+                       "scratch" if init is None else "prior")  # fmt: skip
+
+
+def _initial_network(config: TrainConfig) -> ResidualNet | None:
+    """The shipped prior when ``config.init == "prior"`` and it fits ``config.width``; None: random weights."""
+    if config.init != "prior":
+        return None
+    from hybrid.world_model.prior import load_prior
+
+    net = load_prior()
+    if net is not None and net.width != config.width:
+        log.warning("the world-model prior has width %d, training asks for %d: training from random weights",
+                    net.width, config.width)  # fmt: skip
+        return None
+    return net
 
 
 def _gated_l1(samples: list, net: ResidualNet | None = None) -> float:
@@ -207,12 +237,15 @@ def _gated_l1(samples: list, net: ResidualNet | None = None) -> float:
     return float(np.mean(vals))
 
 
-def _fit(samples: list, config: TrainConfig, rng: np.random.Generator, report) -> tuple[ResidualNet, list[float]]:
-    net = ResidualNet(config.width)
+def fit_residual(
+    samples: list, config: TrainConfig, rng: np.random.Generator, report, net: ResidualNet | None = None
+) -> tuple[ResidualNet, list[float]]:
+    """Train ``net`` (a new one of ``config.width`` when None) on ``(x, base, gate, target)`` samples: gated L1 on crops."""
+    net = ResidualNet(config.width) if net is None else net
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, config.steps))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, config.train_steps))
     losses, window = [], []
-    for step in range(config.steps):
+    for step in range(config.train_steps):
         xs, bs, gs, ts = [], [], [], []
         for _ in range(config.batch):
             x, base, gate, target = samples[int(rng.integers(len(samples)))]
@@ -230,10 +263,10 @@ def _fit(samples: list, config: TrainConfig, rng: np.random.Generator, report) -
         opt.step()
         sched.step()
         window.append(float(loss.detach()))
-        if len(window) >= max(1, config.steps // 10):
+        if len(window) >= max(1, config.train_steps // 10):
             losses.append(float(np.mean(window)))
             window = []
-        report("train", step + 1, config.steps)
+        report("train", step + 1, config.train_steps)
     if window:
         losses.append(float(np.mean(window)))
     return net, losses

@@ -272,7 +272,7 @@ def _with_light(weights: dict, light: Light) -> dict:
 def test_training_runs_and_weights_round_trip_through_the_scene_folder(cube, tmp_path):
     scene, truth, rel = cube
     calls = []
-    result = train_world_model(scene, TrainConfig(steps=12, views=2, samples_per_view=3, crop=48, batch=4, width=8),
+    result = train_world_model(scene, TrainConfig(steps=12, views=2, samples_per_view=3, crop=48, batch=4, width=8, init="scratch"),
                                relighting=rel, progress=lambda *a: calls.append(a))  # fmt: skip
     assert {c[0] for c in calls} == {"samples", "train"} and calls[-1] == ("train", 12, 12)
     assert result.net.num_parameters < 3_000_000
@@ -297,7 +297,7 @@ def test_a_network_that_does_not_beat_the_hole_fill_is_switched_off(cube):
     scene, it beats the hole fill on its training views.
     """
     scene, truth, rel = cube
-    small = dict(views=2, samples_per_view=3, crop=48, batch=4, width=8)
+    small = dict(views=2, samples_per_view=3, crop=48, batch=4, width=8, init="scratch")
     off = train_world_model(scene, TrainConfig(steps=0, **small), relighting=rel)
     assert not off.network_used and off.fitted_loss == pytest.approx(off.baseline_loss, abs=1e-9)
     wm = WorldModel(scene.with_(weights={WEIGHTS_NAME: off.weights}), "full", relighting=rel)
