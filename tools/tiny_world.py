@@ -236,7 +236,13 @@ def optimise_colours(means, quats, scales, opacities, colours, captures, steps: 
     return torch.sigmoid(logit).detach().numpy()
 
 
-def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log=None) -> Scene:
+def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log=None, rough: float = 0.0) -> Scene:
+    """The scene's splats from the known geometry, colours from the frames; ``rough`` (m) makes them lift-like.
+
+    With ``rough > 0`` the splats imitate a lift's: centres off the surface by ~``rough``, axes
+    tilted up to ~25 degrees, thick and uneven (blobs, not surface elements); the colour fit
+    then bakes what it can, as a lift's training does.
+    """
     import trimesh
 
     rng = np.random.default_rng(seed)
@@ -247,7 +253,16 @@ def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log
     remap[keep] = np.arange(len(keep))
     n = len(keep)
     scales = np.stack([size[keep] * 0.6, size[keep] * 0.6, size[keep] * 0.05], -1)
-    quats = _quat_to_z(nrm[keep])
+    axes = nrm[keep]
+    if rough > 0:
+        r2 = np.random.default_rng(seed + 7919)
+        pts = pts.copy()
+        pts[keep] += r2.normal(0.0, rough, (n, 3)) * [0.5, 0.5, 1.0] + axes * r2.normal(0.0, rough, (n, 1))
+        axes = axes + r2.normal(0.0, 0.3, (n, 3))
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+        scales = scales * r2.uniform(0.7, 1.8, (n, 3))
+        scales[:, 2] += rough * r2.uniform(0.3, 1.2, n)
+    quats = _quat_to_z(axes)
     colours = np.clip(colours[keep], 0, 1)
     if colour_steps:
         colours = optimise_colours(pts[keep], quats, scales, np.full(n, 0.95), colours, captures, colour_steps, log)

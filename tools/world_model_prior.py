@@ -98,7 +98,8 @@ def edit_events(kind: str, box: dict, rng: np.random.Generator) -> list[dict]:
     return [{"time": 0.0, "type": "remove", "object": name}]
 
 
-def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS) -> dict[str, np.ndarray]:
+def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS, rough: float = 0.0
+                  ) -> dict[str, np.ndarray]:  # fmt: skip
     """Every (network input, base, gate, truth) of one corpus scene, float16, keyed ``{field}{i}``."""
     from hybrid.world import World
     from hybrid.world_model import Relighting, SplatState, WorldModel
@@ -110,10 +111,12 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
     tiny = TinyScene(seed, tmp)
     try:
         captures = capture_orbit(tiny, light)
-        scene = build_scene(tiny, captures, seed, colour_steps=colour_steps)
+        scene = build_scene(tiny, captures, seed, colour_steps=colour_steps, rough=rough)
         rel = Relighting.fit(scene, seed=seed)
         err = float(np.degrees(np.arccos(np.clip(np.asarray(rel.light.direction) @ light, -1, 1))))
-        log(f"scene {seed}: {len(scene.splats)} splats, light estimated {err:.1f} deg off")
+        log(
+            f"scene {seed}: {len(scene.splats)} splats{' (lift-like)' if rough else ''}, light estimated {err:.1f} deg off"
+        )
         wm = WorldModel(scene, "relight", relighting=rel)
         rest_pose = {o.name: {"position": list(o.position), "quaternion": list(o.quaternion)} for o in scene.objects}
         out, n = {}, 0
@@ -158,6 +161,13 @@ def main() -> None:
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
     ap.add_argument("--steps", type=int, default=4000, help="training steps of the prior")
+    ap.add_argument(
+        "--rough-from",
+        type=int,
+        default=1024,
+        help="scenes from this seed on have lift-like splats (off the surface, tilted, thick)",
+    )
+    ap.add_argument("--rough", type=float, default=0.006, help="how lift-like: splat offsets in metres")
     ap.add_argument("--corpus", type=Path, default=ROOT / "artifacts" / "world_model_corpus",
                     help="folder of the corpus samples (kept; a rerun reuses them)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "hybrid" / "world_model" / "prior.safetensors")
@@ -175,7 +185,7 @@ def main() -> None:
             path = a.corpus / f"scene{seed}.safetensors"
             if path.exists():
                 continue
-            arrays = scene_samples(seed, Path(tmp), bar.write)
+            arrays = scene_samples(seed, Path(tmp), bar.write, rough=a.rough if seed >= a.rough_from else 0.0)
             part = path.with_suffix(".part")
             save_file(arrays, str(part))
             os.replace(part, path)  # atomic: an interrupted run leaves no half-written scene

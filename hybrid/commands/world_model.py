@@ -38,6 +38,8 @@ def train_command(
     from hybrid.world_model import WEIGHTS_NAME, TrainConfig, parse_light_direction, train_world_model
     from scenes import Light, load_scene, save_scene
 
+    if init not in ("prior", "scratch"):
+        raise typer.BadParameter(f"'prior' or 'scratch', got {init!r}", param_hint="--init")
     loaded = load_scene(scene)
     direction = parse_light_direction(light_direction)
     light = None

@@ -87,3 +87,26 @@ def test_the_prior_beats_the_hole_fill_on_a_held_out_simulated_world(tmp_path):
     far = gate == 0
     assert far.any() and torch.equal(out.expand_as(base)[far.expand_as(base)], base[far.expand_as(base)])
     assert np.isfinite(with_prior)
+
+
+def test_world_model_train_cli_uses_the_prior_and_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from hybrid.world_model import WEIGHTS_NAME
+    from scenes import load_scene, save_scene
+
+    scene, _ = cube_over_plane(LIGHT, floor_half=0.3, spacing=0.02)
+    folder = save_scene(scene, tmp_path / "scene")
+    runner = CliRunner()
+    res = runner.invoke(app, ["world-model", "train", str(folder), "--light-direction", "0.45,-0.25,0.86"])
+    assert res.exit_code == 0, res.output
+    assert "shipped prior" in res.output and "--init scratch" in res.output
+    saved = load_scene(folder).weights[WEIGHTS_NAME]
+    for k, v in load_prior().state_arrays().items():
+        np.testing.assert_array_equal(saved[k], v)
+    res = runner.invoke(app, ["world-model", "train", str(folder), "--init", "scratch", "--steps", "3", "--views", "2"])
+    assert res.exit_code == 0, res.output
+    assert "from scratch" in res.output
+    res = runner.invoke(app, ["world-model", "train", str(folder), "--init", "imagenet"])
+    assert res.exit_code != 0 and "init" in res.output
