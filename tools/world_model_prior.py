@@ -161,6 +161,7 @@ def main() -> None:
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
     ap.add_argument("--steps", type=int, default=4000, help="training steps of the prior")
+    ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)")
     ap.add_argument(
         "--rough-from",
         type=int,
@@ -194,7 +195,7 @@ def main() -> None:
         return
     samples = load_samples([a.corpus / f"scene{s}.safetensors" for s in seeds])
     print(f"corpus: {len(samples)} samples from {len(seeds)} scenes ({t_corpus:.0f} s); training {a.steps} steps")
-    config = TrainConfig(steps=a.steps, seed=0)
+    config = TrainConfig(steps=a.steps, seed=0, lr=a.lr)
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)
     bar = tqdm(total=a.steps, desc="prior", unit="step")

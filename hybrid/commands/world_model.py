@@ -1,4 +1,4 @@
-"""``hybrid world-model train SCENE``: fit the relighting and train the residual; weights go into the scene."""
+"""``hybrid world-model train SCENE``: fit the relighting; the residual is the shipped prior or trained on the scene."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def train_command(
     ),
     raster_backend: str | None = typer.Option(None, "--raster-backend", help="render.rasterize backend."),
 ) -> None:
-    """Train SCENE's world model (self-supervised on its capture cameras) and save the weights into it."""
+    """Fit SCENE's world model and save it into the scene: the capture light, and the residual network.
+
+    The residual is the shipped prior (trained on simulated interventions, tools/world_model_prior.py) as shipped by default; --steps N fine-tunes it on the capture (self-supervised, edit-imitating samples) and --init scratch trains it on the capture alone.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hybrid.world_model import WEIGHTS_NAME, TrainConfig, parse_light_direction, train_world_model
