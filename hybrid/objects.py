@@ -179,9 +179,11 @@ def refine_with_views(
     no object, near an object's collider) joins that object when, over all capture views, at
     least ``agree`` of the pixels where it is the dominant splat lie inside (within a pixel of)
     the object's projected collider: its own object agrees across views, while ground splats
-    beside the base fall outside the silhouette from most directions. Splats within the fitted
-    ground plane's threshold (``metadata["segmentation"]``) are never candidates. Colliders and
-    masses are unchanged.
+    beside the base fall outside the silhouette from most directions. A candidate inside the
+    collider, or one that no view shows (an inner or edge splat behind the object's own surface),
+    joins without a vote: left behind, it would draw a ghost of the object where it stood. Splats
+    within the fitted ground plane's threshold (``metadata["segmentation"]``) are never candidates.
+    Colliders and masses are unchanged.
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -196,9 +198,12 @@ def refine_with_views(
     for o in scene.objects:
         taken[o.splat_indices] = True
     ground = scene.metadata.get("segmentation", {}).get("ground", {})
+    above = np.ones(len(s), bool)  # above the ground plane (everything, when the scene does not know it)
     if scene.ground is not None and ground.get("threshold"):  # the ground plane's own splats stay ground
         g = scene.ground
-        taken |= np.abs(means @ np.asarray(g.normal, np.float64) - g.offset) < float(ground["threshold"])
+        height = means @ np.asarray(g.normal, np.float64) - g.offset
+        taken |= np.abs(height) < float(ground["threshold"])
+        above = height > 0.0
     hulls, cand = [], np.full(len(s), -1, np.int64)
     best = np.full(len(s), np.inf)
     for k, o in enumerate(scene.objects):
@@ -242,6 +247,10 @@ def refine_with_views(
         if progress is not None:
             progress(n + 1, len(pick))
     join = (seen >= 2) & (inside >= agree * seen)
+    # Splats no capture view shows (inner splats, edges behind the object's own surface) cannot be judged by
+    # silhouettes; left behind, they draw a ghost of the object where it stood once it moves. Inside the
+    # collider, or hidden and within the margin of it, they are the object's.
+    join |= ((best[idx] <= 0.0) | (seen == 0)) & above[idx]  # not the ground slab's underside
     added, objects = {}, []
     for k, o in enumerate(scene.objects):
         new = idx[join & (cand[idx] == k)]
