@@ -144,6 +144,11 @@ class World:
         self.advance_to(time)
         return self.splats(include_assets=include_assets)
 
+    def asset_splats(self) -> Splats | None:
+        """The spawned meshes as surface splats at their current poses (colour = the mesh's), or None."""
+        assets = self._assets_now() if self.physics.assets else []
+        return Splats.concat(assets) if assets else None
+
     def _assets_now(self) -> list[Splats]:
         """Spawned meshes as surface splats at their current poses."""
         out = []

@@ -19,6 +19,7 @@ from hybrid.world_model.relight import Relighting, ShadeResult, dc_colors
 from physics.transforms import eval_sh
 from scenes.errors import ShapeError
 from scenes.scene import Camera, Scene
+from scenes.splats import Splats
 
 __all__ = ["SplatState", "GBuffers", "render_gbuffers", "EDIT_SHADING_EPS"]
 
@@ -36,6 +37,9 @@ class SplatState:
     opacities: np.ndarray  # [N] current opacities in [0, 1] (0 for removed objects)
     moved: np.ndarray  # [N] bool: the splat's object moved, was removed, or the splat is new
     view_colors: Callable[[np.ndarray], np.ndarray]  # campos [3] -> [N, 3] baked colour seen from there
+    extra: Splats | None = (
+        None  # spawned meshes as surface splats (colour = albedo): new, lit and shadowed like the rest
+    )
 
     @classmethod
     def rest(cls, scene: Scene) -> SplatState:
@@ -84,7 +88,8 @@ class SplatState:
                 )
 
         norm = np.linalg.norm(quats, axis=1, keepdims=True)
-        return cls(means.copy(), (quats / norm).astype(np.float32), s.scales.astype(np.float32), opac, moved, colors)
+        return cls(means.copy(), (quats / norm).astype(np.float32), s.scales.astype(np.float32), opac, moved, colors,
+                   world.asset_splats())  # fmt: skip
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -140,8 +145,21 @@ def render_gbuffers(
     view = state.view_colors(camera.position)
     dc = dc_colors(scene.splats.sh)
     relit = relighting.colors(shade, view, dc)
+    means, quats, scales, opacities = state.means, state.quats, state.scales, state.opacities
+    extra = state.extra if state.extra is not None and len(state.extra) else None
+    if extra is not None:  # spawned meshes: their colour is their albedo, shaded like the scene's splats
+        if shade.extra_shading is None or len(shade.extra_shading) != len(extra):
+            raise ShapeError("render_gbuffers: the state has spawned assets the lighting was not computed for; "
+                             "shade the state with WorldModel.shade(state)")  # fmt: skip
+        albedo = np.clip(extra.colors, 0.0, 1.0)
+        relit = np.concatenate([relit, (albedo * shade.extra_shading).astype(np.float32)])
+        view = np.concatenate([view, albedo.astype(np.float32)])
+        means = np.concatenate([means, extra.means])
+        quats = np.concatenate([quats, extra.unit_quats])
+        scales = np.concatenate([scales, extra.scales])
+        opacities = np.concatenate([opacities, extra.opacities])
     V, K = _t(camera.viewmat[None]), _t(camera.K[None])
-    m, q, s, o = _t(state.means), _t(state.quats), _t(state.scales), _t(state.opacities)
+    m, q, s, o = _t(means), _t(quats), _t(scales), _t(opacities)
     w, h = camera.width, camera.height
     res = rasterize(m, q, s, o, _t(relit), V, K, w, h, render_mode="RGB+ED", backend=backend)
     alpha = res.alphas[0]
@@ -156,6 +174,11 @@ def render_gbuffers(
         shade.vis[:, None], relighting.vis_capture[:, None], state.moved[:, None].astype(np.float32),
         ((np.abs(shade.vis - relighting.vis_capture) > EDIT_VIS_EPS) & (dS > EDIT_SHADING_EPS))[:, None].astype(np.float32),
     ], axis=1)  # fmt: skip
+    if extra is not None:  # new things: moved, lit as now (no capture shadow to compare with)
+        k = len(extra)
+        per_splat = np.concatenate([per_splat, np.concatenate([
+            shade.extra_normals @ R.T, shade.extra_vis[:, None], shade.extra_vis[:, None], np.ones((k, 1)),
+            np.zeros((k, 1))], axis=1).astype(np.float32)])  # fmt: skip
     feats = _t(per_splat)[idx] * valid  # [H, W, 7]
     moved_px = feats[..., 5:6]
     disocc = torch.zeros_like(alpha)

@@ -128,7 +128,7 @@ class WorldModel:
         if self.relighting is None:
             raise ShapeError("WorldModel.shade: mode 'off' has no lighting model")
         return self.relighting.shade(state.means, state.quats, state.scales, state.opacities, light,
-                                     backend=self.backend)  # fmt: skip
+                                     backend=self.backend, extra=state.extra)  # fmt: skip
 
     def render(
         self,
@@ -187,8 +187,13 @@ def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backe
     from render.rasterize import rasterize
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    res = rasterize(t(state.means), t(state.quats), t(state.scales), t(state.opacities),
-                    t(state.view_colors(cam.position)), t(cam.viewmat[None]), t(cam.K[None]), cam.width, cam.height,
+    m, q, s, o, c = state.means, state.quats, state.scales, state.opacities, state.view_colors(cam.position)
+    if state.extra is not None and len(state.extra):  # spawned meshes, their own colour
+        x = state.extra
+        m, q = np.concatenate([m, x.means]), np.concatenate([q, x.unit_quats])
+        s, o = np.concatenate([s, x.scales]), np.concatenate([o, x.opacities])
+        c = np.concatenate([c, np.clip(x.colors, 0.0, 1.0)])
+    res = rasterize(t(m), t(q), t(s), t(o), t(c), t(cam.viewmat[None]), t(cam.K[None]), cam.width, cam.height,
                     backgrounds=bg[None], backend=backend)  # fmt: skip
     return res.colors[0].clamp(0.0, 1.0).numpy()
 

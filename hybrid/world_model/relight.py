@@ -1038,6 +1038,7 @@ class Relighting:
         light: Light | None = None,  # default: the capture light
         *,
         backend: str | None = None,
+        extra: Splats | None = None,  # spawned meshes as surface splats: they cast shadows and are lit too
     ) -> ShadeResult:
         """Visibility, normals and shading of every splat in its current state under ``light``."""
         light = light or self.light
@@ -1045,13 +1046,30 @@ class Relighting:
         if np.asarray(means).shape != (n, 3):
             raise ShapeError(f"Relighting.shade: means must be [{n}, 3] (the scene's splats), got {np.shape(means)}")
         normals = self.normals(quats)
+        groups = self.shadow_groups
+        if extra is not None and len(extra):  # one shadow map for everything; a mesh's normal is its splats' z axis
+            k = len(extra)
+            extra_normals = quat_to_matrix(extra.unit_quats.astype(np.float64))[:, :, 2].astype(np.float32)
+            means = np.concatenate([means, extra.means])
+            quats = np.concatenate([quats, extra.unit_quats])
+            scales = np.concatenate([scales, extra.scales])
+            opacities = np.concatenate([opacities, extra.opacities])
+            normals = np.concatenate([normals, extra_normals])
+            if groups is not None:  # the assets are one more object: a convex mesh's self-shadow is n . l < 0
+                groups = np.concatenate([groups, np.full(k, max(int(groups.max(initial=0)) + 1, 0))])
         vis = shadow_visibility(means, quats, scales, opacities, normals, light.direction, self.frame, backend=backend,
-                                groups=self.shadow_groups)  # fmt: skip
+                                groups=groups)  # fmt: skip
+        extra_fields = {}
+        if len(vis) > n:
+            vis_x, normals_x = vis[n:], normals[n:]
+            vis, normals = vis[:n], normals[:n]
+            extra_fields = dict(extra_normals=normals_x, extra_vis=vis_x,
+                                extra_shading=shading(normals_x, vis_x, light, self.shadow_strength))  # fmt: skip
         if np.allclose(light.direction, self.light.direction, atol=1e-9):
             # where the shadow map says what it said at capture, keep the refined capture visibility
             same = np.abs(vis - self.vis_map_capture) < 1e-6
             vis = np.where(same, self.vis_capture, vis).astype(np.float32)
-        return ShadeResult(normals, vis, shading(normals, vis, light, self.shadow_strength), light)
+        return ShadeResult(normals, vis, shading(normals, vis, light, self.shadow_strength), light, **extra_fields)
 
     def colors(self, shade: ShadeResult, view_colors: np.ndarray, dc: np.ndarray) -> np.ndarray:  # -> [N, 3]
         """Relit colour: albedo x shading now, plus the view-dependent part of the baked colour."""
@@ -1066,3 +1084,6 @@ class ShadeResult:
     vis: np.ndarray  # [N] visibility from the light
     shading: np.ndarray  # [N, 3] ambient + sun * vis * max(0, n.l)
     light: Light
+    extra_normals: np.ndarray | None = None  # [K, 3] the same for spawned assets' splats (``shade(extra=...)``)
+    extra_vis: np.ndarray | None = None  # [K]
+    extra_shading: np.ndarray | None = None  # [K, 3]

@@ -349,3 +349,47 @@ def test_render_cli_light_edit_writes_one_png_per_camera_and_moves_the_shadow(cu
     b = np.asarray(Image.open(out_off / "c0.png"), np.float32) / 255
     assert a.shape == b.shape == (96, 96, 3)
     assert np.abs(a - b).mean() > 0.01  # the light edit changes the picture
+
+
+def test_spawned_assets_are_drawn_lit_and_cast_shadows_in_every_mode(cube):
+    """A spawned mesh (surface splats, colour = albedo) is lit by the light now and shadows the floor."""
+    import trimesh
+
+    from hybrid.world import _mesh_splats
+
+    scene, truth, rel = cube
+    centre, half, grey = np.array([0.2, -0.2, 0.25]), 0.06, 0.7  # floating: its shadow lies clear of it
+    mesh = trimesh.creation.box([2 * half] * 3)
+    mesh.apply_translation(centre)
+    crate = _mesh_splats(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), grey), 0.01)
+    rest = SplatState.rest(scene)
+    state = replace(rest, extra=crate)
+    cam = top_camera(size=160)
+
+    def pixel(p):
+        x = cam.viewmat[:3, :3] @ p + cam.viewmat[:3, 3]
+        return int(cam.K[1, 1] * x[1] / x[2] + cam.K[1, 2]), int(cam.K[0, 0] * x[0] / x[2] + cam.K[0, 2])
+
+    def patch(img, p):
+        r, c = pixel(p)
+        return img[r - 2 : r + 3, c - 2 : c + 3].reshape(-1, 3).mean(axis=0)
+
+    top = centre + [0.0, 0.0, half]
+    shadow = shadow_center_on_floor(centre, LIGHT)  # the crate's shadow on the floor (z = 0)
+    off = WorldModel(scene, "off").images(state, [cam])[0]
+    np.testing.assert_allclose(patch(off, top), grey, atol=0.05)  # the engine alone: the mesh's own colour
+    wm = WorldModel(scene, "relight", relighting=rel)
+    (frame,) = wm.render(state, [cam], keep_gbuffers=True)
+    (plain,) = wm.images(rest, [cam])
+    lit_top = grey * (np.asarray(LIGHT.ambient) + np.asarray(LIGHT.color) * LIGHT.direction[2])
+    np.testing.assert_allclose(patch(frame.image, top), lit_top, rtol=0.08)
+    floor_albedo = truth["albedo"][truth["floor"][np.argmin(np.linalg.norm(
+        scene.splats.means[truth["floor"]] - shadow, axis=1))]]  # fmt: skip
+    np.testing.assert_allclose(patch(frame.image, shadow), floor_albedo * np.asarray(LIGHT.ambient), rtol=0.15)
+    assert patch(plain, shadow).mean() > 1.3 * patch(frame.image, shadow).mean()  # no crate, no shadow
+    r, c = pixel(top)
+    assert float(frame.gbuffers.moved[r, c, 0]) == 1.0  # new: the residual's gate opens on it
+    # a light edit turns its shading: from straight above the top face gets sun * 1
+    above = WorldModel(scene, "relight", relighting=rel).images(state, [cam], light_direction=(0.0, 0.0, 1.0))[0]
+    np.testing.assert_allclose(patch(above, top), grey * (np.asarray(LIGHT.ambient) + np.asarray(LIGHT.color)),
+                               rtol=0.08)  # fmt: skip
