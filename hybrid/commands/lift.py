@@ -41,6 +41,7 @@ def _run(
     device: str | None,
     backend: str | None,
     quiet: bool,
+    sfm_threads: int = 1,
 ) -> None:
     import os
 
@@ -81,8 +82,13 @@ def _run(
         select = replace(select, max_frames=max_frames)
     if max_size is not None:
         select = replace(select, max_size=max_size)
+    if sfm_threads == 0 or sfm_threads < -1:
+        raise typer.BadParameter(
+            f"a thread count >= 1, or -1 for all cores; got {sfm_threads}", param_hint="--sfm-threads"
+        )
+    sfm = replace(opts.sfm, deterministic=sfm_threads == 1, num_threads=sfm_threads)
     opts = replace(opts, select=select, align=replace(opts.align, camera_height=camera_height, scale=scale),
-                   overlays=not no_overlays, images=images, keep_work=keep_work)  # fmt: skip
+                   overlays=not no_overlays, images=images, keep_work=keep_work, sfm=sfm)  # fmt: skip
 
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -179,10 +185,16 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
         backend: str | None = typer.Option(None, "--backend", help="Rasterizer backend: cpu, gsplat or reference."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        sfm_threads: int = typer.Option(
+            1,
+            "--sfm-threads",
+            help="COLMAP threads. 1 (default): the same input and seed give the same scene, bit "
+            "for bit. More (-1: all cores) is faster on long videos but differs from run to run.",
+        ),
     ) -> None:
         """Lift a video or a capture into a splat scene folder (with report.json and a held-out side-by-side PNG)."""
         _run(input_path, out, preset, resume, seed, steps, max_frames, max_size, camera_height, scale, sh_degree,
-             no_overlays, no_appearance, images, keep_work, device, backend, quiet)  # fmt: skip
+             no_overlays, no_appearance, images, keep_work, device, backend, quiet, sfm_threads)  # fmt: skip
 
     @app.command("demo")
     def demo_cmd(

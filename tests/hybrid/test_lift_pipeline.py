@@ -48,6 +48,11 @@ def test_cli_rejects_a_non_video_file(tmp_path):
     assert r.returncode == 2 and "empty" in r.stderr
 
 
+def test_sfm_threads_option_is_checked():
+    r = _hybrid("lift", str(ROOT / "assets" / "sample.mp4"), "-o", "/nonexistent/scene", "--sfm-threads", "0")
+    assert r.returncode == 2 and "--sfm-threads" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_known_cameras_are_kept_exactly_lego(shared_data, tmp_path):
     """The lego subset (Blender transforms, 20 of 100 images present) as a known-pose input."""
     from scenes.cameras import read_transforms_json
