@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import torch  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 from tiny_world import TinyScene, build_scene, cam_look, capture_orbit  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 EDITS = ("slide", "topple", "drop", "remove")
 TIMES_PER_EDIT = 2
@@ -180,16 +180,18 @@ def main() -> None:
     a.corpus.mkdir(parents=True, exist_ok=True)
     seeds = list(range(a.first_seed, a.first_seed + a.scenes))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        bar = tqdm(seeds, desc="corpus scenes", unit="scene")
-        for seed in bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with tempfile.TemporaryDirectory() as tmp, Progress(*columns) as bar:
+        task = bar.add_task("corpus scenes", total=len(seeds))
+        for seed in seeds:
             path = a.corpus / f"scene{seed}.safetensors"
-            if path.exists():
-                continue
-            arrays = scene_samples(seed, Path(tmp), bar.write, rough=a.rough if seed >= a.rough_from else 0.0)
-            part = path.with_suffix(".part")
-            save_file(arrays, str(part))
-            os.replace(part, path)  # atomic: an interrupted run leaves no half-written scene
+            if not path.exists():
+                arrays = scene_samples(seed, Path(tmp), bar.console.print,
+                                       rough=a.rough if seed >= a.rough_from else 0.0)  # fmt: skip
+                part = path.with_suffix(".part")
+                save_file(arrays, str(part))
+                os.replace(part, path)  # atomic: an interrupted run leaves no half-written scene
+            bar.advance(task)
     t_corpus = time.perf_counter() - t0
     if a.corpus_only:
         return
@@ -198,14 +200,11 @@ def main() -> None:
     config = TrainConfig(steps=a.steps, seed=0, lr=a.lr)
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)
-    bar = tqdm(total=a.steps, desc="prior", unit="step")
-
-    def report(stage, done, total):
-        bar.update(done - bar.n)
-
     t1 = time.perf_counter()
-    net, losses = fit_residual(samples, config, np.random.default_rng(config.seed), report)
-    bar.close()
+    with Progress(*columns) as bar:
+        task = bar.add_task("training the prior", total=a.steps)
+        net, losses = fit_residual(samples, config, np.random.default_rng(config.seed),
+                                   lambda stage, done, total: bar.update(task, completed=done))  # fmt: skip
     net.eval()
     from hybrid.world_model.train import _gated_l1
 

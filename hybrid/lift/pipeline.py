@@ -606,6 +606,11 @@ def lift(
             "source": prep.camera_source,
             "focal_px": round(float(cams[0].K[0, 0]), 3),
             **_sfm_summary(prep.sfm_stats),
+            **(
+                {"sfm_threads": opts.sfm.threads, "sfm_repeatable": opts.sfm.deterministic}
+                if prep.camera_source == "sfm"
+                else {}
+            ),
         },  # fmt: skip
         "alignment": alignment,
         "overlay": prep.overlay,
