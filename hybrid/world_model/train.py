@@ -138,6 +138,8 @@ def train_world_model(
                                     progress=lambda d, t: report("light", d, t))  # fmt: skip
     rel = relighting
     init = _initial_network(config)
+    if init is None and config.init == "prior" and config.steps is None:  # no usable prior: train as from scratch
+        config = replace(config, steps=TrainConfig(init="scratch").train_steps)
     if init is not None and config.train_steps == 0:  # the prior as shipped: nothing to fit on the capture
         weights = world_model_weights(init, rel.light, rel.shadow_strength)
         log.info("world model: light fitted, the residual is the shipped prior (not fine-tuned)")

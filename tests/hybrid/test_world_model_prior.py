@@ -63,6 +63,9 @@ def test_training_uses_the_prior_as_shipped_or_fine_tunes_it_or_starts_from_scra
     assert TrainConfig(init="scratch").train_steps == 500 and TrainConfig().train_steps == 0
     with pytest.raises(ShapeError, match="init"):
         train_world_model(scene, TrainConfig(init="imagenet", **small), relighting=rel)
+    # a prior that does not fit the asked width (or is missing) falls back to training from scratch, 500 steps
+    narrow = train_world_model(scene, TrainConfig(width=8, **{**small, "batch": 2}), relighting=rel)
+    assert narrow.init == "scratch" and narrow.samples == 6 and len(narrow.losses) == 10
 
 
 @pytest.mark.skipif(not PRIOR_PATH.exists(), reason="no shipped prior")
