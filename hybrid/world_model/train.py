@@ -13,6 +13,11 @@ still holds:
   target is the unedited picture, so the network learns to clean halos along shadow edges.
 
 The network sees exactly what it sees at run time (:func:`hybrid.world_model.residual.network_input`).
+
+By default (``TrainConfig.init = "prior"``, ``steps`` unset) none of this runs: the light is fitted
+and the residual is the shipped prior (:mod:`hybrid.world_model.prior`), trained on simulated
+interventions where the truth after an edit is known. Fine-tuning it on these samples made the
+benchmark's pushes worse (docs/world-model.md), so it is opt-in (``steps > 0``).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the residual is trained (defaults: about a minute on two CPU cores for the sample scene)."""
+    """How the residual is trained: by default the shipped prior is kept as is (``steps`` 0); from scratch,
+    500 steps take about 20 s on two CPU cores for the sample scene."""
 
     steps: int | None = None  # optimiser steps on the capture's samples; None: 0 from the prior, 500 from scratch
     views: int = 12  # capture cameras used (evenly spread)
