@@ -147,7 +147,12 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
 def load_samples(files: list[Path]) -> list[tuple[torch.Tensor, ...]]:
     samples = []
     for f in files:
-        arrays = load_file(str(f))
+        try:
+            arrays = load_file(str(f))
+        except Exception as exc:  # safetensors raises its own error types
+            raise SystemExit(
+                f"{f}: not a readable corpus file ({exc}); delete it and rerun to rebuild that scene"
+            ) from exc
         for i in range(len([k for k in arrays if k.startswith("gate")])):
             samples.append(tuple(torch.from_numpy(arrays[f"{k}{i}"].astype(np.float32))
                                  for k in ("x", "base", "gate", "target")))  # fmt: skip
