@@ -180,7 +180,7 @@ def main() -> None:
     ap.add_argument("--corpus-only", action="store_true", help="build the corpus, do not train")
     a = ap.parse_args()
 
-    from hybrid.world_model.train import TrainConfig, fit_residual
+    from hybrid.world_model.train import TrainConfig, fit_residual, gated_l1
 
     a.corpus.mkdir(parents=True, exist_ok=True)
     seeds = list(range(a.first_seed, a.first_seed + a.scenes))
@@ -211,9 +211,7 @@ def main() -> None:
         net, losses = fit_residual(samples, config, np.random.default_rng(config.seed),
                                    lambda stage, done, total: bar.update(task, completed=done))  # fmt: skip
     net.eval()
-    from hybrid.world_model.train import _gated_l1
-
-    fitted, baseline = _gated_l1(samples, net), _gated_l1(samples)
+    fitted, baseline = gated_l1(samples, net), gated_l1(samples)
     weights = net.state_arrays()
     weights["config.width"] = np.asarray([net.width], np.int64)
     meta = {"corpus_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": str(len(samples)), "steps": str(a.steps),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hybrid.world_model.relight import Relighting, ShadeResult, dc_colors
+from hybrid.world_model.relight import Relighting, ShadeResult, dc_colors, with_extra
 from physics.transforms import eval_sh
 from scenes.errors import ShapeError
 from scenes.scene import Camera, Scene
@@ -37,9 +37,8 @@ class SplatState:
     opacities: np.ndarray  # [N] current opacities in [0, 1] (0 for removed objects)
     moved: np.ndarray  # [N] bool: the splat's object moved, was removed, or the splat is new
     view_colors: Callable[[np.ndarray], np.ndarray]  # campos [3] -> [N, 3] baked colour seen from there
-    extra: Splats | None = (
-        None  # spawned meshes as surface splats (colour = albedo): new, lit and shadowed like the rest
-    )
+    # spawned meshes as surface splats (colour = albedo): new, lit and shadowed like the rest
+    extra: Splats | None = None
 
     @classmethod
     def rest(cls, scene: Scene) -> SplatState:
@@ -145,7 +144,6 @@ def render_gbuffers(
     view = state.view_colors(camera.position)
     dc = dc_colors(scene.splats.sh)
     relit = relighting.colors(shade, view, dc)
-    means, quats, scales, opacities = state.means, state.quats, state.scales, state.opacities
     extra = state.extra if state.extra is not None and len(state.extra) else None
     if extra is not None:  # spawned meshes: their colour is their albedo, shaded like the scene's splats
         if shade.extra_shading is None or len(shade.extra_shading) != len(extra):
@@ -154,12 +152,8 @@ def render_gbuffers(
         albedo = np.clip(extra.colors, 0.0, 1.0)
         relit = np.concatenate([relit, (albedo * shade.extra_shading).astype(np.float32)])
         view = np.concatenate([view, albedo.astype(np.float32)])
-        means = np.concatenate([means, extra.means])
-        quats = np.concatenate([quats, extra.unit_quats])
-        scales = np.concatenate([scales, extra.scales])
-        opacities = np.concatenate([opacities, extra.opacities])
     V, K = _t(camera.viewmat[None]), _t(camera.K[None])
-    m, q, s, o = _t(means), _t(quats), _t(scales), _t(opacities)
+    m, q, s, o = (_t(a) for a in with_extra(state.means, state.quats, state.scales, state.opacities, extra))
     w, h = camera.width, camera.height
     res = rasterize(m, q, s, o, _t(relit), V, K, w, h, render_mode="RGB+ED", backend=backend)
     alpha = res.alphas[0]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from hybrid.world_model.gbuffers import GBuffers, SplatState, render_gbuffers
-from hybrid.world_model.relight import Relighting, ShadeResult
+from hybrid.world_model.relight import Relighting, ShadeResult, with_extra
 from hybrid.world_model.residual import ResidualNet, residual_output
 from scenes.errors import SceneError, ShapeError
 from scenes.scene import Camera, Light, Scene
@@ -187,12 +187,10 @@ def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backe
     from render.rasterize import rasterize
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    m, q, s, o, c = state.means, state.quats, state.scales, state.opacities, state.view_colors(cam.position)
-    if state.extra is not None and len(state.extra):  # spawned meshes, their own colour
-        x = state.extra
-        m, q = np.concatenate([m, x.means]), np.concatenate([q, x.unit_quats])
-        s, o = np.concatenate([s, x.scales]), np.concatenate([o, x.opacities])
-        c = np.concatenate([c, np.clip(x.colors, 0.0, 1.0)])
+    m, q, s, o = with_extra(state.means, state.quats, state.scales, state.opacities, state.extra)
+    c = state.view_colors(cam.position)
+    if len(m) > len(c):  # spawned meshes, their own colour
+        c = np.concatenate([c, np.clip(state.extra.colors, 0.0, 1.0)])
     res = rasterize(t(m), t(q), t(s), t(o), t(c), t(cam.viewmat[None]), t(cam.K[None]), cam.width, cam.height,
                     backgrounds=bg[None], backend=backend)  # fmt: skip
     return res.colors[0].clamp(0.0, 1.0).numpy()

@@ -97,6 +97,14 @@ def observed_colors(
     return out.astype(np.float32), cnt
 
 
+def with_extra(means, quats, scales, opacities, extra: Splats | None) -> tuple[np.ndarray, ...]:
+    """``(means, quats, scales, opacities)`` with ``extra``'s splats (spawned meshes) appended; as given without."""
+    if extra is None or not len(extra):
+        return means, quats, scales, opacities
+    return (np.concatenate([means, extra.means]), np.concatenate([quats, extra.unit_quats]),
+            np.concatenate([scales, extra.scales]), np.concatenate([opacities, extra.opacities]))  # fmt: skip
+
+
 def dc_colors(sh: np.ndarray) -> np.ndarray:  # [N, K, 3] -> [N, 3]
     """The view-independent colour of each splat as the rasterizer evaluates it: max(0.5 + C0 sh_0, 0)."""
     return np.maximum(np.asarray(sh[:, 0], np.float32) * np.float32(SH_C0) + np.float32(0.5), 0.0)
@@ -1047,20 +1055,17 @@ class Relighting:
             raise ShapeError(f"Relighting.shade: means must be [{n}, 3] (the scene's splats), got {np.shape(means)}")
         normals = self.normals(quats)
         groups = self.shadow_groups
-        if extra is not None and len(extra):  # one shadow map for everything; a mesh's normal is its splats' z axis
-            k = len(extra)
+        k = 0 if extra is None else len(extra)
+        if k:  # one shadow map for everything; a mesh's normal is its splats' z axis
             extra_normals = quat_to_matrix(extra.unit_quats.astype(np.float64))[:, :, 2].astype(np.float32)
-            means = np.concatenate([means, extra.means])
-            quats = np.concatenate([quats, extra.unit_quats])
-            scales = np.concatenate([scales, extra.scales])
-            opacities = np.concatenate([opacities, extra.opacities])
             normals = np.concatenate([normals, extra_normals])
             if groups is not None:  # the assets are one more object: a convex mesh's self-shadow is n . l < 0
                 groups = np.concatenate([groups, np.full(k, max(int(groups.max(initial=0)) + 1, 0))])
+        means, quats, scales, opacities = with_extra(means, quats, scales, opacities, extra)
         vis = shadow_visibility(means, quats, scales, opacities, normals, light.direction, self.frame, backend=backend,
                                 groups=groups)  # fmt: skip
         extra_fields = {}
-        if len(vis) > n:
+        if k:
             vis_x, normals_x = vis[n:], normals[n:]
             vis, normals = vis[:n], normals[:n]
             extra_fields = dict(extra_normals=normals_x, extra_vis=vis_x,

@@ -204,8 +204,8 @@ def train_world_model(
     finally:
         torch.set_num_threads(threads)
     net.eval()
-    baseline = _gated_l1(samples)
-    fitted = _gated_l1(samples, net)
+    baseline = gated_l1(samples)
+    fitted = gated_l1(samples, net)
     used = fitted < baseline
     if not used:  # worse than the hole fill even on the views it was trained on: the network is switched off
         with torch.no_grad():
@@ -235,7 +235,7 @@ def _initial_network(config: TrainConfig) -> ResidualNet | None:
     return net
 
 
-def _gated_l1(samples: list, net: ResidualNet | None = None) -> float:
+def gated_l1(samples: list, net: ResidualNet | None = None) -> float:
     """Mean gated L1 over whole samples: of the base image (hole fill) alone, or with the network's correction."""
     vals = []
     with torch.no_grad():

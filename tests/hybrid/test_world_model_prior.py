@@ -16,7 +16,7 @@ import torch
 
 from hybrid.world_model import TrainConfig, train_world_model
 from hybrid.world_model.prior import PRIOR_PATH, load_prior, prior_metadata
-from hybrid.world_model.train import _gated_l1
+from hybrid.world_model.train import gated_l1
 from scenes.errors import FormatError, ShapeError
 from tests.hybrid._world_model_scenes import LIGHT, cube_over_plane
 
@@ -80,7 +80,7 @@ def test_the_prior_beats_the_hole_fill_on_a_held_out_simulated_world(tmp_path):
     samples = load_samples([tmp_path / "held_out.safetensors"])
     assert len(samples) >= 8
     net = load_prior()
-    with_prior, hole_fill = _gated_l1(samples, net), _gated_l1(samples)
+    with_prior, hole_fill = gated_l1(samples, net), gated_l1(samples)
     print(f"held-out gated L1: prior {with_prior:.4f}, hole fill {hole_fill:.4f}")
     assert with_prior < 0.97 * hole_fill, (with_prior, hole_fill)
     # and the gate holds: outside it the corrected image is the base image exactly
