@@ -169,6 +169,9 @@ def refine_with_views(
     max_views: int = 30,  # at most this many capture views, evenly spaced
     agree: float = 0.8,  # a splat joins an object when this fraction of the pixels it shows lies in its silhouette
     margin: float = 0.05,  # ... and it is within this fraction of the object's size of its collider
+    band_reach: float = 0.02,  # on the ground plane: within this fraction of its size of the footprint
+    rim_reach: float = 0.01,  # within this fraction of its size of the collider's surface ...
+    agree_rim: float = 0.5,  # ... this fraction of the pixels is enough
     backend: str = "cpu",
     progress=None,  # called with (views done, views) after each view
 ) -> tuple[Scene, dict[str, int]]:
@@ -188,7 +191,7 @@ def refine_with_views(
     from scipy.spatial import ConvexHull, QhullError
 
     from physics.colliders import collider_parts
-    from physics.transforms import transform_points
+    from physics.transforms import quat_to_matrix, transform_points
 
     if not scene.objects or not scene.capture_cameras:
         return scene, {}
@@ -199,30 +202,48 @@ def refine_with_views(
         taken[o.splat_indices] = True
     ground = scene.metadata.get("segmentation", {}).get("ground", {})
     above = np.ones(len(s), bool)  # above the ground plane (everything, when the scene does not know it)
-    if scene.ground is not None and ground.get("threshold"):  # the ground plane's own splats stay ground
+    band = np.zeros(len(s), bool)  # on the ground plane, standing up from it
+    footing = means  # where the footprint test looks: band splats are raised to just above the plane
+    if scene.ground is not None and ground.get("threshold"):
+        # The ground plane's own splats (within its threshold) stay ground, except the splats standing up
+        # from it (thinnest axis over 30 degrees off its normal) and the needles at an object's footprint: the
+        # object's bottom edges, which left behind draw its outline on the floor once it moves. The floor's
+        # splats lie flat; round ones (no axis a quarter shorter than the longest) have no direction and stay.
         g = scene.ground
-        height = means @ np.asarray(g.normal, np.float64) - g.offset
-        taken |= np.abs(height) < float(ground["threshold"])
+        normal = np.asarray(g.normal, np.float64)
+        height = means @ normal - g.offset
+        on_plane = np.abs(height) < float(ground["threshold"])
+        axes = quat_to_matrix(s.unit_quats.astype(np.float64))  # [N, 3, 3], columns = the splat's axes
+        order = np.argsort(s.scales, axis=1)
+        lo, mid, hi = np.take_along_axis(s.scales.astype(np.float64), order, axis=1).T
+        thin = np.take_along_axis(axes, order[:, None, :1], axis=2)[:, :, 0]
+        upright = (lo <= 0.75 * hi) & (np.abs(thin @ normal) < np.cos(np.pi / 6))
+        band = ~taken & on_plane & (upright | (hi >= 3.0 * mid))
+        taken |= on_plane
         above = height > 0.0
-    hulls, cand = [], np.full(len(s), -1, np.int64)
+        footing = means + np.outer(np.maximum(height, 1e-3) - height, normal)
+    hulls, sizes, cand = [], [], np.full(len(s), -1, np.int64)
     best = np.full(len(s), np.inf)
     for k, o in enumerate(scene.objects):
         pose = np.r_[o.position, o.quaternion]
         world = [transform_points(pose, v) for v, _ in collider_parts(o.collider)]
         hulls.append(world)
         size = float(np.max(np.ptp(np.concatenate(world), axis=0)))
+        sizes.append(size)
         dist = np.full(len(s), np.inf)
         for v in world:
             try:
                 eq = ConvexHull(v).equations
             except QhullError:
                 continue
-            dist = np.minimum(dist, np.max(means @ eq[:, :3].T + eq[:, 3], axis=1))  # > 0 outside, ~distance
-        near = ~taken & (dist <= margin * size) & (dist < best)
+            dist = np.minimum(dist, np.max(footing @ eq[:, :3].T + eq[:, 3], axis=1))  # > 0 outside, ~distance
+        reach = np.where(band, band_reach * size, margin * size)
+        near = (~taken | band) & (dist <= reach) & (dist < best)
         cand[near], best[near] = k, dist[near]
     idx = np.nonzero(cand >= 0)[0]
     if idx.size == 0:
         return scene, {}
+    sizes = np.asarray(sizes)
     lookup = np.full(len(s) + 1, -1, np.int64)  # splat -> candidate row; id -1 maps to the last slot
     lookup[idx] = np.arange(idx.size)
     seen = np.zeros(idx.size)
@@ -246,11 +267,16 @@ def refine_with_views(
         np.add.at(inside, rows[ok], 1.0)
         if progress is not None:
             progress(n + 1, len(pick))
-    join = (seen >= 2) & (inside >= agree * seen)
+    # Splats on the collider's surface (its edges, drawn by needle-thin splats along the silhouette's rim)
+    # show about half their pixels outside it from any view: they need only ``agree_rim``.
+    rim = (best[idx] <= rim_reach * sizes[cand[idx]]) & ~band[idx]
+    join = (seen >= 2) & (inside >= np.where(rim, agree_rim, agree) * seen)
     # Splats no capture view shows (inner splats, edges behind the object's own surface) cannot be judged by
     # silhouettes; left behind, they draw a ghost of the object where it stood once it moves. Inside the
     # collider, or hidden and within the margin of it, they are the object's.
-    join |= ((best[idx] <= 0.0) | (seen == 0)) & above[idx]  # not the ground slab's underside
+    # On the ground plane (only splats at the footprint's rim were candidates) the views decide: the floor
+    # under the object stays, a hole once it moves is the world model's to fill.
+    join |= ((best[idx] <= 0.0) | (seen == 0)) & above[idx] & ~band[idx]  # not the ground slab's underside
     added, objects = {}, []
     for k, o in enumerate(scene.objects):
         new = idx[join & (cand[idx] == k)]

@@ -62,20 +62,22 @@ from hybrid.world_model import SplatState, TrainConfig, WorldModel, apply_world_
 from scenes import ColliderMesh, Ground, Light, Scene, SceneObject  # noqa: E402
 
 
-def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None
-               ) -> tuple[Scene, dict]:  # fmt: skip
+def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None,
+               steps: int | None = None) -> tuple[Scene, dict]:  # fmt: skip
     """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras); splats assigned to the boxes.
 
-    With ``cache``, the lift is kept in ``cache/lifted{seed}`` and reused by later runs (the orbit
-    is deterministic for a seed).
+    ``steps`` replaces the preset's optimisation steps (800). With ``cache``, the lift is kept in
+    ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps) and reused by
+    later runs (the orbit is deterministic for a seed).
     """
     from PIL import Image
 
     from hybrid.lift.pipeline import lift, preset_options
     from scenes.cameras import write_transforms_json
 
-    if cache is not None and (cache / f"lifted{seed}" / "lift_info.json").exists():  # a lift of the same orbit
-        lifted_dir = cache / f"lifted{seed}"
+    name = f"lifted{seed}" if steps is None else f"lifted{seed}_steps{steps}"
+    if cache is not None and (cache / name / "lift_info.json").exists():  # a lift of the same orbit
+        lifted_dir = cache / name
         info = json.loads((lifted_dir / "lift_info.json").read_text())
         return _assign_boxes(tiny, captures, lifted_dir, info, log)
     src = tmp / f"capture{seed}"
@@ -90,8 +92,11 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache:
         if log and (stage != "train" or info.get("step", 1) % 200 == 0):
             log(f"  lift: {stage} {info.get('step', '')} {info.get('splats', '')}")
 
-    lifted_dir = (cache or tmp) / f"lifted{seed}"
-    rep = lift(src / "transforms.json", lifted_dir, preset_options("fast", device="cpu"), progress=progress)
+    lifted_dir = (cache or tmp) / name
+    overrides = {} if steps is None else {"steps": steps}
+    rep = lift(
+        src / "transforms.json", lifted_dir, preset_options("fast", device="cpu", **overrides), progress=progress
+    )
     info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan"))}
     (lifted_dir / "lift_info.json").write_text(json.dumps(info))
     return _assign_boxes(tiny, captures, lifted_dir, info, log)
@@ -155,7 +160,8 @@ def scores(pred, gt, changed) -> dict:
 
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
-              colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None) -> dict:  # fmt: skip
+              colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
+              lift_steps: int | None = None) -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
@@ -164,7 +170,7 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     captures = capture_orbit(tiny)
     lift_info = {}
     if use_lift:
-        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache)
+        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache, lift_steps)
     else:
         scene = build_scene(tiny, captures, seed, colour_steps, log)
     t_build = time.perf_counter() - t0
@@ -333,6 +339,8 @@ def main() -> None:
         default=None,
         help="with --lift: keep each scene's lift in this folder and reuse it on later runs",
     )
+    ap.add_argument("--lift-steps", type=int, default=None,
+                    help="with --lift: optimisation steps of the lift (default: the fast preset's 800)")  # fmt: skip
     ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
@@ -359,6 +367,7 @@ def main() -> None:
                     a.colour_steps,
                     a.lift,
                     a.lift_cache,
+                    a.lift_steps,
                 )  # fmt: skip
             )
             # rows so far, in case a long run is cut short
