@@ -144,6 +144,27 @@ def _summary(r: dict, scene_dir: Path, quiet: bool) -> None:
     console.print(f"report: {scene_dir / 'report.json'}   side by side: {scene_dir / 'heldout_side_by_side.png'}")
 
 
+def _bring_to_life(scene_dir: Path, quiet: bool) -> None:
+    from rich.console import Console
+
+    from hybrid.demo import PUSH_DURATION, bring_to_life
+
+    console = Console(stderr=True, quiet=quiet)
+    labels = {"objects": "finding the ground and the objects", "world model": "fitting the world model's light",
+              "push": f"filming a push ({PUSH_DURATION:g} s, world model full)"}  # fmt: skip
+    with console.status("") as status:
+        r = bring_to_life(scene_dir, progress=lambda stage: status.update(labels.get(stage, stage)))
+    out = Console(quiet=quiet)
+    times = ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in r.seconds.items())
+    out.print(f"objects: {', '.join(r.objects) or 'none'}; contact sheet {scene_dir / 'objects.png'}")
+    out.print(f"light: direction {r.light['direction']}, sun {r.light['sun']}, ambient {r.light['ambient']}")
+    if r.push_dir is not None:
+        out.print(f"pushed {r.pushed}: {r.push_dir / 'simulation.mp4'} (and stills, poses.json, events.json)")
+    else:
+        out.print("no object stands on the ground: nothing pushed")
+    out.print(f"time: {times}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("lift")
     def lift_cmd(
@@ -204,7 +225,15 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         steps: int | None = typer.Option(None, "--steps", help="Training steps (default: from the preset)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        lift_only: bool = typer.Option(
+            False, "--lift-only", help="Only lift: no objects, world model or push (the first step alone)."
+        ),
     ) -> None:
-        """Lift the bundled sample video (a simulated orbit, filmed from 2.2 m) into SCENE_DIR."""
+        """Lift the bundled sample video (a simulated orbit, filmed from 2.2 m) into SCENE_DIR, then bring it to life.
+
+        Then, as hybrid objects --detect --write, hybrid world-model train and hybrid simulate would: the ground and objects with colliders and masses (SCENE_DIR/objects.png), the world model's light, and a push at the tallest object filmed with the world model on (SCENE_DIR/push/: simulation.mp4, stills, poses.json, events.json, cameras.json).
+        """  # noqa: E501
         _run(sample_video(), out, preset, resume, seed, steps, None, None, SAMPLE_CAMERA_HEIGHT, None, None,
              False, False, None, False, None, None, quiet)  # fmt: skip
+        if not lift_only:
+            _bring_to_life(out, quiet)

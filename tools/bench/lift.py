@@ -61,7 +61,7 @@ def main() -> None:
                             "--frames", "120", "--width", "1280", "--height", "720", "--crf", "20"], check=True)  # fmt: skip
         base = ["lift", str(video), "--preset", "quality", "--camera-height", "2.2", "--device", "cuda", "-q"]
     else:
-        base = ["demo", "--preset", "fast", "-q"]
+        base = ["demo", "--preset", "fast", "-q", "--lift-only"]  # the lift alone (the demo goes on to a push)
     if a.steps:
         base += ["--steps", str(a.steps)]
     results = []
