@@ -100,13 +100,16 @@ class WorldModel:
         self.mode = mode
         self.relighting = relighting
         if mode != "off" and relighting is None:
-            light, strength = None, 1.0
+            light, strength, static_casts = None, 1.0, None
             if weights is not None:
                 light = light_from_weights(weights)
                 strength = float(np.asarray(weights.get("light.shadow_strength", [1.0])).reshape(-1)[0])
+                # weights from before the flag: static splats cast, as they did then
+                static_casts = bool(np.asarray(weights.get("light.static_casts", [1.0])).reshape(-1)[0] > 0.5)
             else:
                 self._note("estimating the capture light from the splats (no stored world model)")
-            self.relighting = Relighting.fit(scene, light, shadow_strength=strength, backend=backend)
+            self.relighting = Relighting.fit(scene, light, shadow_strength=strength, static_casts=static_casts,
+                                             backend=backend)  # fmt: skip
         if mode == "full":
             width = int(np.asarray(weights.get("config.width", 16)).reshape(-1)[0])
             self.net = ResidualNet.from_arrays(weights, width)

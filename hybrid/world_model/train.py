@@ -84,10 +84,12 @@ class TrainResult:
     init: str = "scratch"  # what training started from: "prior" or "scratch"
 
 
-def world_model_weights(net: ResidualNet, light: Light, shadow_strength: float = 1.0) -> dict[str, np.ndarray]:
+def world_model_weights(net: ResidualNet, light: Light, shadow_strength: float = 1.0,
+                        static_casts: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
     """The tensors saved as ``weights/world_model.safetensors``."""
     w = net.state_arrays()
     w["light.shadow_strength"] = np.asarray([shadow_strength], np.float64)
+    w["light.static_casts"] = np.asarray([1.0 if static_casts else 0.0], np.float64)
     w["light.direction"] = np.asarray(light.direction, np.float64)
     w["light.color"] = np.asarray(light.color, np.float64)
     w["light.ambient"] = np.asarray(light.ambient, np.float64)
@@ -147,7 +149,7 @@ def train_world_model(
     if init is None and config.init == "prior" and config.steps is None:  # no usable prior: train as from scratch
         config = replace(config, steps=TrainConfig(init="scratch").train_steps)
     if init is not None and config.train_steps == 0:  # the prior as shipped: nothing to fit on the capture
-        weights = world_model_weights(init, rel.light, rel.shadow_strength)
+        weights = world_model_weights(init, rel.light, rel.shadow_strength, rel.static_casts)
         log.info("world model: light fitted, the residual is the shipped prior (not fine-tuned)")
         nan = float("nan")
         return TrainResult(weights, rel, init, (), nan, time.perf_counter() - start, 0, nan, True, "prior")
@@ -213,7 +215,7 @@ def train_world_model(
             net.head.bias.zero_()
         log.warning("the residual network (gated L1 %.4f) does not beat the hole fill (%.4f) on its training views: "
                     "it is switched off, `full` renders relight with the hole fill", fitted, baseline)  # fmt: skip
-    weights = world_model_weights(net, rel.light, rel.shadow_strength)
+    weights = world_model_weights(net, rel.light, rel.shadow_strength, rel.static_casts)
     seconds = time.perf_counter() - start
     log.info("world model trained in %.1f s: gated L1 on the training views %.4f with the network, %.4f hole fill only",
              seconds, fitted, baseline)  # fmt: skip
@@ -304,7 +306,7 @@ def _perturbed(rel: Relighting, splats, normals, dc, rng, jitter_deg, backend) -
     if d2[2] < 0.05:
         d2 = d
     vis = shadow_visibility(splats.means, splats.unit_quats, splats.scales, splats.opacities, normals, d2, rel.frame,
-                            backend=backend, groups=rel.shadow_groups)  # fmt: skip
+                            backend=backend, groups=rel.shadow_groups, static_casts=rel.static_casts)  # fmt: skip
     S = shading(normals, vis, rel.light, rel.shadow_strength)
     albedo = np.clip(dc / np.maximum(S, 1e-3), 0.0, 4.0).astype(np.float32)
     return replace(rel, albedo=albedo, vis_capture=vis, shading_capture=S, vis_map_capture=vis)

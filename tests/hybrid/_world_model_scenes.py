@@ -14,6 +14,8 @@ from scenes.splats import rgb_to_sh0
 LIGHT = Light(direction=(0.45, -0.25, 0.86), color=(0.6, 0.6, 0.6), intensity=1.0, ambient=(0.4, 0.4, 0.4))
 CUBE_HALF = 0.08
 CUBE_CENTER = (0.0, 0.0, 0.2)  # floating: its shadow is a separate blob on the floor
+CANOPY_CENTER = (-0.2, 0.25, 0.3)  # a static shelf (not an object): its shadow falls on the floor away from the cube's
+CANOPY_HALF = 0.08
 
 
 def _face_quat(normal) -> np.ndarray:
@@ -46,6 +48,7 @@ def cube_over_plane(
     seed: int = 0,
     textured: bool = True,
     shadow_strength: float = 1.0,  # fraction of the sun the cube's shadow removes (1: the issue's model)
+    canopy: str | None = None,  # a static square of splats (no object) above the floor: "solid" or "haze"
 ) -> tuple[Scene, dict]:
     """The scene (splats, one object "cube", capture cameras) and its truth (albedo, visibility, labels)."""
     rng = np.random.default_rng(seed)
@@ -80,6 +83,20 @@ def cube_over_plane(
     albedo = np.concatenate([floor_alb, cube_alb])
     d = np.asarray(light.direction)
     vis = ~_ray_hits_box(means + normals * 1e-4, d, cube_center, h)
+    canopy_idx = np.zeros(0, np.int64)
+    if canopy is not None:
+        # "solid": a static shelf that casts its shadow in the capture; "haze": the same splats, but the capture
+        # shows no shadow of theirs (a lift's floaters: whatever they are, they do not darken the floor)
+        cg = np.arange(-CANOPY_HALF, CANOPY_HALF + 1e-9, spacing / 1.5)
+        cx, cy = np.meshgrid(cg, cg)
+        shelf = np.stack([cx.ravel(), cy.ravel(), np.zeros(cx.size)], -1) + np.asarray(CANOPY_CENTER)
+        if canopy == "solid":
+            vis &= ~_ray_hits_box(means + normals * 1e-4, d, CANOPY_CENTER, np.array([CANOPY_HALF, CANOPY_HALF, 1e-3]))
+        canopy_idx = np.arange(len(means), len(means) + len(shelf))
+        means = np.concatenate([means, shelf])
+        normals = np.concatenate([normals, np.tile([0.0, 0.0, 1.0], (len(shelf), 1))])
+        albedo = np.concatenate([albedo, np.tile([0.5, 0.6, 0.4], (len(shelf), 1))])
+        vis = np.concatenate([vis, np.ones(len(shelf), bool)])
     ndl = np.maximum(normals @ d, 0.0)
     occ = 1.0 - shadow_strength * (1.0 - vis)
     S = np.asarray(light.ambient)[None] + (occ * ndl)[:, None] * (np.asarray(light.color) * light.intensity)[None]
@@ -87,10 +104,10 @@ def cube_over_plane(
     n = len(means)
     quats = np.stack([_face_quat(v) for v in normals])
     scales = np.tile([spacing * 0.6, spacing * 0.6, spacing * 0.05], (n, 1))
-    scales[len(floor) :, :2] = spacing * 0.45
+    scales[len(floor) : len(floor) + len(cube), :2] = spacing * 0.45
     sh = rgb_to_sh0(colors)[:, None, :]
     splats = Splats.from_activated(means, quats, scales, np.full(n, 0.97), sh=sh)
-    cube_idx = np.arange(len(floor), n)
+    cube_idx = np.arange(len(floor), len(floor) + len(cube))
     cams = tuple(
         Camera.look_at([1.3 * np.cos(a), 1.3 * np.sin(a), 1.0], [0, 0, 0.05], width=160, height=120, name=f"cap{i}")
         for i, a in enumerate(np.linspace(0, 2 * np.pi, 8, endpoint=False) + 0.3)
@@ -98,7 +115,7 @@ def cube_over_plane(
     obj = SceneObject("cube", cube_idx, None, mass=1.0, position=tuple(cube_center))
     scene = Scene(splats, objects=(obj,), ground=Ground(), light=Light(), capture_cameras=cams)
     truth = {"albedo": albedo, "vis": vis, "normals": normals, "floor": np.arange(len(floor)), "cube": cube_idx,
-             "light": light, "rng": rng}  # fmt: skip
+             "canopy": canopy_idx, "light": light, "rng": rng}  # fmt: skip
     return scene, truth
 
 
