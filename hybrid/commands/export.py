@@ -38,6 +38,12 @@ def register(app: typer.Typer) -> None:
         sh_degree: int = typer.Option(
             None, "--sh-degree", min=0, max=3, help="Truncate or zero-pad SH to this degree (Unity aras-p wants 3)."
         ),
+        light_direction: str = typer.Option(
+            None,
+            "--light-direction",
+            help="x,y,z towards the light (world frame): bake the world model's relighting under it into the "
+            "splat colours (new shadows included); the exported light points there too.",
+        ),
     ) -> None:
         """Export a scene for Unity, Unreal, Godot, PlayCanvas or three.js (see docs/engines.md).
 
@@ -48,7 +54,15 @@ def register(app: typer.Typer) -> None:
         from hybrid.export import export_scene
         from scenes import load_scene
 
-        sc = load_scene(scene, load_weights=False)
+        sc = load_scene(scene, load_weights=light_direction is not None)
+        if light_direction is not None:
+            from hybrid.world_model import bake_light, parse_light_direction
+
+            sc = bake_light(
+                sc, parse_light_direction(light_direction), notify=lambda text: typer.echo(f"  note: {text}")
+            )
+            d = ", ".join(f"{v:.3f}" for v in sc.light.direction)
+            typer.echo(f"relit under the light towards ({d}) (world model, --world-model relight)")
         result = export_scene(
             sc,
             out,

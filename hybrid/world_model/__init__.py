@@ -11,6 +11,7 @@ Front door::
 Viewers that make their own G-buffers call :func:`apply_world_model`.
 """
 
+from hybrid.world_model.bake import bake_light
 from hybrid.world_model.gbuffers import GBuffers, SplatState, render_gbuffers
 from hybrid.world_model.model import (
     MODES,
@@ -44,6 +45,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "WorldModel",
     "apply_world_model",
+    "bake_light",
     "estimate_light",
     "light_from_weights",
     "parse_light_direction",

@@ -425,3 +425,37 @@ def test_static_splats_cast_shadows_only_where_the_capture_shows_them(canopy):
     result = train_world_model(scene, TrainConfig(), light=LIGHT)
     loaded = WorldModel(scene.with_(weights={WEIGHTS_NAME: result.weights}), "relight")
     assert loaded.relighting.static_casts == (canopy == "solid")
+
+
+def test_export_bakes_the_relit_colours_and_the_new_shadow(cube, tmp_path):
+    """``hybrid export --light-direction``: the file, drawn plainly as an engine would, is the relit render."""
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from hybrid.export import import_file
+    from scenes.splats import sh0_to_rgb
+
+    scene, truth, _ = cube
+    stored = scene.with_(weights={WEIGHTS_NAME: train_world_model(scene, TrainConfig(), light=LIGHT).weights})
+    save_scene(stored, tmp_path / "s")
+    light2 = Light(direction=(-0.3, 0.4, 0.87), color=LIGHT.color, ambient=LIGHT.ambient)
+    run = CliRunner().invoke(app, ["export", str(tmp_path / "s"), "--format", "ply", "-o", str(tmp_path / "relit.ply"),
+                                   "--light-direction", "-0.3,0.4,0.87"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "relit under the light" in run.output
+    back = import_file(tmp_path / "relit.ply")
+    cam = top_camera(size=160)
+    plain = WorldModel(back, "off").images(SplatState.rest(back), [cam])[0]
+    relit = WorldModel(stored, "relight").images(SplatState.rest(stored), [cam], light_direction=light2.direction)[0]
+    assert psnr(plain, relit) > 40.0
+    # its floor is dark where the cube's shadow falls under the new light, and lit where it fell before
+    floor = truth["floor"]
+    d2 = np.asarray(light2.direction) / np.linalg.norm(light2.direction)
+    lit = truth["albedo"][floor] * (np.asarray(LIGHT.ambient) + np.asarray(LIGHT.color) * d2[2])
+    got = sh0_to_rgb(back.splats.sh[floor, 0])
+    dark = floor[(got / lit).mean(axis=1) < 0.8]
+    assert len(dark) > 20
+    centre = back.splats.means[dark].mean(axis=0)
+    assert np.linalg.norm(centre[:2] - shadow_center_on_floor(CUBE_CENTER, light2)[:2]) < 0.02
+    old = np.linalg.norm(back.splats.means[floor, :2] - shadow_center_on_floor(CUBE_CENTER, LIGHT)[:2], axis=1) < 0.03
+    assert (got[old] / lit[old]).mean() == pytest.approx(1.0, abs=0.1)
