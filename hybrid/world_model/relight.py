@@ -201,6 +201,8 @@ def scene_normals(
         near = dist <= collider_band * half
         n[idx[near]] = (nl[near] @ R.T).astype(np.float32)
         source[idx[near]] = 2
+    if scene.ground is None:  # e.g. an imported splat file: no plane to take normals from
+        return n, source
     g = np.asarray(scene.ground.normal, np.float64)
     if ground_band is None:
         if sizes:

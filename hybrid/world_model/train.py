@@ -134,8 +134,6 @@ def train_world_model(
     start = time.perf_counter()
     if config.init not in ("prior", "scratch"):
         raise ShapeError(f"TrainConfig.init: 'prior' or 'scratch', got {config.init!r}")
-    if not scene.capture_cameras:
-        raise SceneError("train_world_model: the scene has no capture cameras to train from")
     if targets is not None and len(targets) != len(scene.capture_cameras):
         raise SceneError(f"train_world_model: {len(targets)} target frames for {len(scene.capture_cameras)} cameras")
     rng = np.random.default_rng(config.seed)
@@ -153,6 +151,9 @@ def train_world_model(
         log.info("world model: light fitted, the residual is the shipped prior (not fine-tuned)")
         nan = float("nan")
         return TrainResult(weights, rel, init, (), nan, time.perf_counter() - start, 0, nan, True, "prior")
+    if not scene.capture_cameras:
+        raise SceneError("train_world_model: the scene has no capture cameras to train the residual on (an "
+                         "imported splat file?); use the shipped prior as it is (--init prior, no --steps)")  # fmt: skip
     rest = SplatState.rest(scene)
     s = scene.splats
     shade_rest = rel.shade(rest.means, rest.quats, rest.scales, rest.opacities, backend=backend)

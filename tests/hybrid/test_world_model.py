@@ -24,7 +24,7 @@ from hybrid.world_model import (
     train_world_model,
 )
 from hybrid.world_model.residual import gate_reach, residual_output
-from scenes import Light, ShapeError, load_scene, save_scene
+from scenes import Light, SceneError, ShapeError, load_scene, save_scene
 from tests.hybrid._world_model_scenes import (
     CANOPY_CENTER,
     CANOPY_HALF,
@@ -459,3 +459,23 @@ def test_export_bakes_the_relit_colours_and_the_new_shadow(cube, tmp_path):
     assert np.linalg.norm(centre[:2] - shadow_center_on_floor(CUBE_CENTER, light2)[:2]) < 0.02
     old = np.linalg.norm(back.splats.means[floor, :2] - shadow_center_on_floor(CUBE_CENTER, LIGHT)[:2], axis=1) < 0.03
     assert (got[old] / lit[old]).mean() == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_scene_without_ground_or_capture_cameras_relights(cube):
+    """An imported splat file has neither: relight still works and reproduces the plain render at rest."""
+    scene, _, _ = cube
+    bare = scene.with_(ground=None, capture_cameras=())
+    rest = SplatState.rest(bare)
+    cam = top_camera(size=96)
+    plain = WorldModel(bare, "off").images(rest, [cam])[0]
+    relit = WorldModel(bare, "relight", relighting=Relighting.fit(bare, light=LIGHT)).images(rest, [cam])[0]
+    assert psnr(plain, relit) > 50.0
+    turned = WorldModel(bare, "relight", relighting=Relighting.fit(bare, light=LIGHT)).images(
+        rest, [cam], light_direction=(-0.3, 0.4, 0.87)
+    )[0]
+    assert psnr(plain, turned) < 40.0  # and a light edit changes it
+    # training keeps the shipped prior and fits the light; training the residual needs capture frames
+    result = train_world_model(bare, TrainConfig(), light=LIGHT)
+    assert result.init == "prior" and result.samples == 0
+    with pytest.raises(SceneError, match="no capture cameras"):
+        train_world_model(bare, TrainConfig(init="scratch", steps=5), light=LIGHT)
