@@ -85,6 +85,24 @@ def push_event(scene: Scene, camera_index: int = 0, *, time: float = 0.3) -> tup
     return event, obj.name
 
 
+def _compare(push_dir: Path, cameras: int) -> Path:
+    """``push_dir/compare.png``: after the push, the engine alone (left) and with the world model (right)."""
+    from PIL import Image
+
+    from hybrid.objects import _label
+
+    name = f"t{PUSH_DURATION:.2f}_c{{}}.png"
+    rows = []
+    for i in range(cameras):
+        off = np.asarray(Image.open(push_dir / "engine_only" / name.format(i)).convert("RGB"))
+        full = np.asarray(Image.open(push_dir / name.format(i)).convert("RGB"))
+        rows.append(np.concatenate([_label(off, "engine only", (255, 255, 255)),
+                                    _label(full, "world model (full)", (255, 255, 255))], axis=1))  # fmt: skip
+    path = push_dir / "compare.png"
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
 def bring_to_life(
     scene_dir: str | Path,
     *,
@@ -139,5 +157,9 @@ def bring_to_life(
         simulate(scene, parse_events([event]), push_dir, duration=PUSH_DURATION, cameras=cams,
                  times=[0.0, PUSH_DURATION], video_width=video_width, backend=backend,
                  world_model="full")  # fmt: skip
+        # the same push drawn by the engine alone, for the comparison picture
+        simulate(scene, parse_events([event]), push_dir / "engine_only", duration=PUSH_DURATION, cameras=cams,
+                 times=[PUSH_DURATION], video=False, backend=backend, world_model="off")  # fmt: skip
+        _compare(push_dir, len(cams))
         seconds["push"] = time.perf_counter() - t0
     return LivingResult(tuple(o.name for o in scene.objects), push[1] if push else None, push_dir, light, seconds)

@@ -57,8 +57,13 @@ class SplatState:
                    s.opacities.astype(np.float32), np.zeros(len(s), bool), colors)  # fmt: skip
 
     @classmethod
-    def of_world(cls, world, *, tolerance: float = 1e-4) -> SplatState:
-        """The splats of a :class:`hybrid.world.World` now; an object moved once it left its rest pose."""
+    def of_world(cls, world, *, tolerance: float = 3e-3, angle_tolerance_deg: float = 0.5) -> SplatState:
+        """The splats of a :class:`hybrid.world.World` now; an object moved once it left its rest pose.
+
+        Left it by more than ``tolerance`` metres or ``angle_tolerance_deg``: a lifted collider is not
+        exactly at rest, and an object that settles by a millimetre has not moved for the picture
+        (flagged, it opened the residual's gate around an untouched object).
+        """
         scene = world.scene
         means, quats, _, logits = world.splat_arrays()
         opac = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
@@ -70,8 +75,8 @@ class SplatState:
                 moved[group] = True
                 continue
             dp = np.linalg.norm(np.asarray(pose["position"]) - obj.position)
-            dq = 1.0 - abs(float(np.dot(pose["quaternion"], obj.quaternion)))
-            if dp > tolerance or dq > tolerance**2:
+            turn = 2.0 * np.degrees(np.arccos(min(1.0, abs(float(np.dot(pose["quaternion"], obj.quaternion))))))
+            if dp > tolerance or turn > angle_tolerance_deg:
                 moved[group] = True
         s = scene.splats
         if s.sh_degree > 0 and world.rig.sh_mode == "view_dir":

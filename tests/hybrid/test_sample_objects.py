@@ -289,7 +289,8 @@ def test_the_demo_brings_the_lifted_sample_to_life(demo, found):
     frames = json.loads((push / "poses.json").read_text())["frames"]
     with av.open(str(push / "simulation.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == len(frames)
-    for name in ("t0.00_c0.png", "t2.50_c0.png", "t0.00_c1.png", "t2.50_c1.png"):
+    for name in ("t0.00_c0.png", "t2.50_c0.png", "t0.00_c1.png", "t2.50_c1.png", "compare.png",
+                 "engine_only/t2.50_c0.png"):  # fmt: skip
         assert (push / name).is_file()
     # the tallest object standing on the ground is the tower: it moves, the others stay where they are
     match = _match(scene, scene, sim)
