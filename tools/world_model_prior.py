@@ -166,7 +166,8 @@ def main() -> None:
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
     ap.add_argument("--steps", type=int, default=4000, help="training steps of the prior")
-    ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)")
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="Adam learning rate (cosine decay; at 3e-3 the loss stayed flat on this corpus)")  # fmt: skip
     ap.add_argument(
         "--rough-from",
         type=int,
