@@ -61,7 +61,9 @@ def _glfw() -> str:
 
 
 def _pybullet() -> str:
-    import pybullet
+    from scenes._deps import require
+
+    pybullet = require("pybullet", "physics simulation")
 
     cid = pybullet.connect(pybullet.DIRECT)
     pybullet.disconnect(cid)
