@@ -184,9 +184,13 @@ def refine_with_views(
     the object's projected collider: its own object agrees across views, while ground splats
     beside the base fall outside the silhouette from most directions. A candidate inside the
     collider, or one that no view shows (an inner or edge splat behind the object's own surface),
-    joins without a vote: left behind, it would draw a ghost of the object where it stood. Splats
-    within the fitted ground plane's threshold (``metadata["segmentation"]``) are never candidates.
-    Colliders and masses are unchanged.
+    joins without a vote: left behind, it would draw a ghost of the object where it stood. A
+    candidate within ``rim_reach`` of the collider's surface (needle-thin edge splats, half of whose
+    pixels fall outside the silhouette from any view) needs only ``agree_rim``. Splats within the
+    fitted ground plane's threshold (``metadata["segmentation"]``) are candidates only when they
+    stand up from the plane (or are needles) within ``band_reach`` of an object's footprint, and
+    then only by the vote: an object's bottom edges join, the floor under it stays. Colliders and
+    masses are unchanged.
     """
     from scipy.spatial import ConvexHull, QhullError
 
