@@ -22,7 +22,6 @@ def test_pybullet_loads_without_its_build_banner():
     pytest.importorskip("pybullet")
     code = ("import sys; from scenes._deps import require; p = require('pybullet'); "
             "c = p.connect(p.DIRECT); p.disconnect(c); print('still here', file=sys.stderr)")  # fmt: skip
-    raw = subprocess.run([sys.executable, "-c", "import pybullet"], capture_output=True, text=True, check=True)
     ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pybullet build time" in raw.stderr  # what the banner looks like, as PyBullet prints it
-    assert ours.stderr == "still here\n"  # gone, and stderr works again afterwards
+    assert ours.stderr == "still here\n"  # no banner, and stderr works again afterwards
+    # (PyBullet 3.2.7 itself: `python -c "import pybullet"` writes "pybullet build time: <date>" to stderr)
