@@ -61,10 +61,10 @@ def push_event(scene: Scene, camera_index: int = 0, *, time: float = 0.3) -> tup
         if h.min() > 0.03:  # resting on another object
             continue
         if best is None or h.max() > best[1]:
-            best = (o, float(h.max()), pts, h)
+            best = (o, float(h.max()), pts)
     if best is None:
         return None
-    obj, top, pts, h = best
+    obj, top, pts = best
     cam = scene.capture_cameras[camera_index]
     away = np.asarray(obj.position, np.float64) - cam.position
     away -= (away @ up) * up

@@ -277,9 +277,8 @@ def refine_with_views(
     join = (seen >= 2) & (inside >= np.where(rim, agree_rim, agree) * seen)
     # Splats no capture view shows (inner splats, edges behind the object's own surface) cannot be judged by
     # silhouettes; left behind, they draw a ghost of the object where it stood once it moves. Inside the
-    # collider, or hidden and within the margin of it, they are the object's.
-    # On the ground plane (only splats at the footprint's rim were candidates) the views decide: the floor
-    # under the object stays, a hole once it moves is the world model's to fill.
+    # collider, or hidden and within the margin of it, they are the object's. Not on the ground plane: there
+    # only the vote counts, and the floor under the object stays (a hole once it moves is the world model's).
     join |= ((best[idx] <= 0.0) | (seen == 0)) & above[idx] & ~band[idx]  # not the ground slab's underside
     added, objects = {}, []
     for k, o in enumerate(scene.objects):

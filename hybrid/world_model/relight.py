@@ -793,6 +793,21 @@ def _shadow_strength(means, lum, normals, vis, ndl, ratio: float, seed: int, anc
     return float(np.clip(np.median(ks), 0.05, 1.0))
 
 
+def _static_casts(gain: _ShadowPairs, ndl: np.ndarray, visibility: Callable[[bool], np.ndarray]
+                  ) -> tuple[bool, np.ndarray]:  # fmt: skip
+    """Whether static splats cast shadows, and the visibility chosen: the capture's shadow steps decide.
+
+    ``visibility(cast)`` is the evidence splats' visibility with and without static casters; they cast
+    when the cast-shadow score (:class:`_ShadowPairs`) is higher with them.
+    """
+    vis = {cast: visibility(cast) for cast in (True, False)}
+    score = {cast: gain(v, ndl) for cast, v in vis.items()}
+    cast = score[True] > score[False]
+    log.info("static splats cast shadows: %s (the capture's shadow steps explain %.1f with them, %.1f without)",
+             cast, score[True], score[False])  # fmt: skip
+    return cast, vis[cast]
+
+
 def _static_shadows_seen(splats: Splats, normals, groups, direction, frame: ShadowFrame, scene: Scene, backend,
                          seed: int) -> bool:  # fmt: skip
     """Whether the capture shows the shadows static splats would cast under a given light (see estimate_light)."""
@@ -815,9 +830,13 @@ def _static_shadows_seen(splats: Splats, normals, groups, direction, frame: Shad
     d = np.asarray(direction, np.float64) / np.linalg.norm(direction)
     ndl = np.maximum(n64 @ d, 0.0)
     q, sc, op = splats.unit_quats, splats.scales, splats.opacities
-    score = [gain(shadow_visibility(splats.means, q, sc, op, normals, d, frame, backend=backend, groups=groups,
-                                    static_casts=cast)[obs], ndl) for cast in (True, False)]  # fmt: skip
-    return score[0] > score[1]
+    return _static_casts(
+        gain,
+        ndl,
+        lambda cast: shadow_visibility(
+            splats.means, q, sc, op, normals, d, frame, backend=backend, groups=groups, static_casts=cast
+        )[obs],
+    )[0]
 
 
 @dataclass(frozen=True)
@@ -971,12 +990,10 @@ def estimate_light(
         # lifts they are mostly floaters, large and above the ground, and they drew shadows on 18 % of the
         # ground that the capture does not have (a benchmark lift: 4404 false shadowed ground splats, 174 true).
         ndl = np.maximum(normals64 @ dirv, 0.0)
-        vis = {cast: shadow_visibility(all_means, quats, scales, opac, all_normals, dirv, frame, backend=backend,
-                                       groups=shadow_groups, static_casts=cast)[obs] for cast in (True, False)}  # fmt: skip
-        static_casts = shadow_gain(vis[True], ndl) > shadow_gain(vis[False], ndl)
-        g = vis[static_casts] * ndl
-        log.info("static splats cast shadows: %s (the capture's shadow steps explain %.1f with them, %.1f without)",
-                 static_casts, shadow_gain(vis[True], ndl), shadow_gain(vis[False], ndl))  # fmt: skip
+        static_casts, vis = _static_casts(shadow_gain, ndl, lambda cast: shadow_visibility(
+            all_means, quats, scales, opac, all_normals, dirv, frame, backend=backend, groups=shadow_groups,
+            static_casts=cast)[obs])  # fmt: skip
+        g = vis * ndl
     flat = float(np.abs(d).mean())
     strengths = np.array([0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0])
     ndl = np.maximum(normals64 @ dirv, 0.0)
