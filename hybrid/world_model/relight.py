@@ -162,6 +162,7 @@ def scene_normals(
     ground_band: float | None = None,  # static splats up to this far above the ground plane are ground (metres)
     collider_band: float = 0.35,  # object splats this close to their collider's surface (x object half-size)
     band_slope: float = 0.2,  # the ground band widens by this many metres per metre beyond the objects' region
+    round_ratio: float = 0.5,  # a static splat is round (has no surface direction) above this shortest/middle axis
 ) -> tuple[np.ndarray, np.ndarray]:  # normals [N, 3] float32, source [N] int8 (0 own axis, 1 ground, 2 collider)
     """Per-splat normals that use what the scene knows about its geometry.
 
@@ -178,6 +179,13 @@ def scene_normals(
     in height (on the benchmark lifts, the 95th percentile of ground heights grows from 0.12 m
     within 1.5 m of the centre to 0.66 m at 3 m). Splats below the plane count as ground too
     (they fill it from below).
+
+    Static splats above the band that are round (shortest axis over ``round_ratio`` of the middle
+    one) have no surface direction to take: a lift's floaters are such blobs, and lit by their
+    arbitrary shortest axis they flicker between bright and dark under a new light (on the
+    benchmark lifts, turned light: their shading changed by x0.4 to x2.4 where the ground's
+    changed by x0.93). They take the ground plane's normal too (source 3): they mostly carry the
+    colour of the ground behind them. Without a ground plane they keep their own axis.
     """
     s = scene.splats
     n = splat_normals(s.means, s.unit_quats, s.scales, scene.capture_cameras, s.opacities, backend=backend)
@@ -222,6 +230,10 @@ def scene_normals(
     on_ground = static & (height <= band)
     n[on_ground] = g.astype(np.float32)
     source[on_ground] = 1
+    axes = np.sort(np.asarray(s.scales, np.float64), axis=1)
+    blob = static & ~on_ground & (axes[:, 0] > round_ratio * np.maximum(axes[:, 1], 1e-12))
+    n[blob] = g.astype(np.float32)
+    source[blob] = 3
     return n, source
 
 
@@ -1047,7 +1059,7 @@ class Relighting:
     vis_map_capture: np.ndarray  # [N] float32 the shadow map's own capture visibility (before refinement)
     shadow_strength: float = 1.0  # fraction of the sun a shadow removes (estimated with the light)
     shadow_groups: np.ndarray | None = None  # [N] int32: GROUND, STATIC or object index (see shadow_visibility)
-    normal_source: np.ndarray | None = None  # [N] int8: 0 own axis, 1 ground plane, 2 collider face
+    normal_source: np.ndarray | None = None  # [N] int8: 0 own axis, 1 ground plane, 2 collider face, 3 round static
     static_casts: bool = True  # static splats (neither ground nor object) cast shadows: the capture shows them
 
     @classmethod

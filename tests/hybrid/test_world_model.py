@@ -149,6 +149,44 @@ def test_lifted_like_splats_take_their_normals_from_the_ground_plane_and_the_col
     assert np.all(np.sum(got[cube] * truth["normals"][cube], axis=1) > 0.999)
 
 
+def test_floaters_without_a_surface_direction_are_lit_like_the_ground_and_a_flat_shelf_keeps_its_own():
+    from scenes import Splats
+
+    scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
+    lifted, cube = _lifted_like(scene, truth)
+    s = lifted.splats
+    rng = np.random.default_rng(3)
+    k = 40  # round blobs 0.5-0.8 m up (a lift's floaters), arbitrary axes
+    blob_means = np.c_[rng.uniform(-0.3, 0.3, (k, 2)), rng.uniform(0.5, 0.8, k)]
+    blob_q = rng.normal(size=(k, 4))
+    blob_q /= np.linalg.norm(blob_q, axis=1, keepdims=True)
+    blob_scales = rng.uniform(0.03, 0.05, (k, 3))
+    tilt = np.radians(35)  # a flat shelf tilted about x: its normal is (0, -sin, cos)
+    shelf_means = np.c_[np.linspace(-0.3, 0.3, 20), np.full(20, -0.3), np.full(20, 0.55)]
+    shelf_q = np.tile([np.cos(tilt / 2), np.sin(tilt / 2), 0.0, 0.0], (20, 1))
+    shelf_scales = np.tile([0.03, 0.03, 0.002], (20, 1))
+    n0 = len(s)
+    splats = Splats.from_activated(
+        np.concatenate([s.means, blob_means, shelf_means]), np.concatenate([s.unit_quats, blob_q, shelf_q]),
+        np.concatenate([s.scales, blob_scales, shelf_scales]), np.concatenate([s.opacities, np.full(k + 20, 0.9)]),
+        sh=np.concatenate([s.sh, np.zeros((k + 20, 1, 3), np.float32)]))  # fmt: skip
+    floaters = lifted.with_(splats=splats)
+    blobs, shelf = np.arange(n0, n0 + k), np.arange(n0 + k, n0 + k + 20)
+    normals, source = scene_normals(floaters)
+    assert np.all(source[blobs] == 3) and np.allclose(normals[blobs], [0.0, 0.0, 1.0])
+    assert np.all(source[shelf] == 0)  # a flat static splat keeps its shortest axis, turned to face the cameras
+    assert np.all(np.abs(normals[shelf] @ [0.0, -np.sin(tilt), np.cos(tilt)]) > 0.999)
+    # under a new light an unshadowed floater changes as the lit floor does, not by its arbitrary axis
+    rel = Relighting.fit(floaters, light=LIGHT, static_casts=False)
+    turned = Light(direction=(-0.4, 0.5, 0.77), color=LIGHT.color, intensity=LIGHT.intensity, ambient=LIGHT.ambient)
+    shade = rel.shade(splats.means, splats.unit_quats, splats.scales, splats.opacities, turned)
+    lit_floor = truth["floor"][(rel.vis_capture[truth["floor"]] == 1) & (shade.vis[truth["floor"]] == 1)]
+    ratio = shade.shading[:, 0] / rel.shading_capture[:, 0]
+    lit_blobs = blobs[(rel.vis_capture[blobs] == 1) & (shade.vis[blobs] == 1)]
+    assert len(lit_blobs) > k // 2 and len(lit_floor) > 100
+    assert np.allclose(ratio[lit_blobs], np.median(ratio[lit_floor]), rtol=1e-4)
+
+
 def test_an_objects_inner_splats_are_lit_and_the_light_comes_from_what_the_cameras_see():
     scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
     lifted, cube = _lifted_like(scene, truth, shell=True)
