@@ -55,7 +55,7 @@ def objects_command(
     from scenes import load_scene, save_scene
     from scenes.errors import ShapeError
 
-    loaded = load_scene(scene, load_weights=False)
+    loaded = load_scene(scene)  # with its weights, so that saving the new objects keeps them
     changed = False
     points = [_point(s, "--object") for s in seeds]
     for c in clicks:

@@ -71,7 +71,7 @@ def render_command(
 
     light_dir = parse_light_direction(light_direction)
     wm_mode = resolve_mode(world_model, light_dir)
-    loaded = load_scene(scene, load_weights=wm_mode == "full")
+    loaded = load_scene(scene, load_weights=wm_mode != "off")  # relight uses the stored capture light too
     if cameras is not None:
         views = read_cameras_file(cameras)
         size = (width, height) if width and height else None

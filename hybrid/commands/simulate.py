@@ -62,7 +62,7 @@ def simulate_command(
 
     light_dir = parse_light_direction(light_direction)
     wm_mode = resolve_mode(world_model, light_dir)
-    loaded = load_scene(scene, load_weights=wm_mode == "full")
+    loaded = load_scene(scene, load_weights=wm_mode != "off")  # relight uses the stored capture light too
     evs = load_events(events) if events is not None else ()
     cams = read_cameras_file(cameras) if cameras is not None else None
     start = time.perf_counter()

@@ -55,7 +55,7 @@ def view_command(
     if camera is not None and camera < 1:
         raise ShapeError(f"--camera: capture cameras are numbered from 1, got {camera}")
     settings = ViewerSettings(splat_path=splat_path, render_scale=render_scale, push_strength=push_strength)
-    loaded = load_scene(scene, load_weights=False)
+    loaded = load_scene(scene)  # with its world-model weights: the panel can switch to relight or full
     viewer = ViewerWindow(
         loaded,
         title=f"hybrid view - {scene.resolve().name}",

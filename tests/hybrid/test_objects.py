@@ -69,7 +69,8 @@ def test_cli_detects_renames_and_saves(data, tmp_path):
     from scenes import load_scene, save_scene
 
     scene, _ = data
-    save_scene(scene, tmp_path / "s")
+    trained = {"light.direction": np.array([0.1, 0.2, 0.97]), "net.head.bias": np.arange(3, dtype=np.float32)}
+    save_scene(scene.with_(weights={"world_model": trained}), tmp_path / "s")  # e.g. after `hybrid world-model train`
     run = CliRunner().invoke(app, ["objects", str(tmp_path / "s"), "--detect", "--write", "--json", "--no-sheet"])
     assert run.exit_code == 0, run.output
     rows = json.loads(run.output[: run.output.rindex("]") + 1])
@@ -77,7 +78,11 @@ def test_cli_detects_renames_and_saves(data, tmp_path):
     run = CliRunner().invoke(app, ["objects", str(tmp_path / "s"), "--rename", "object_0=crate", "--write"])
     assert run.exit_code == 0, run.output
     assert (tmp_path / "s" / "objects.png").is_file()
-    assert sorted(o.name for o in load_scene(tmp_path / "s").objects) == ["crate", "object_1", "object_2"]
+    saved = load_scene(tmp_path / "s")
+    assert sorted(o.name for o in saved.objects) == ["crate", "object_1", "object_2"]
+    assert set(saved.weights) == {"world_model"}  # writing the objects keeps the scene's weights
+    for k, v in trained.items():
+        np.testing.assert_array_equal(saved.weights["world_model"][k], v)
 
 
 def test_refinement_with_capture_views_adds_the_lowest_band_and_hidden_splats_and_not_the_ground(data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -389,6 +390,34 @@ def test_render_cli_light_edit_writes_one_png_per_camera_and_moves_the_shadow(cu
     b = np.asarray(Image.open(out_off / "c0.png"), np.float32) / 255
     assert a.shape == b.shape == (96, 96, 3)
     assert np.abs(a - b).mean() > 0.01  # the light edit changes the picture
+
+
+def test_render_and_simulate_cli_relight_with_the_stored_capture_light(cube, tmp_path):
+    """``--world-model relight`` uses the light that ``hybrid world-model train`` stored, not a new estimate."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from scenes import write_transforms_json
+
+    scene, _, _ = cube
+    stored = Light(direction=(0.2, -0.1, 0.97), color=(0.5, 0.5, 0.5), intensity=1.0, ambient=(0.5, 0.5, 0.5))
+    weights = train_world_model(scene, TrainConfig(), light=stored).weights  # not the light the capture shows
+    folder = save_scene(scene.with_(weights={WEIGHTS_NAME: weights}), tmp_path / "scene")
+    cam = top_camera(size=96)
+    write_transforms_json(tmp_path / "cams.json", [cam])
+    turned = (-0.3, 0.4, 0.87)
+    expected = WorldModel(scene.with_(weights={WEIGHTS_NAME: weights}), "relight").images(
+        SplatState.rest(scene), [cam], light_direction=turned)[0]  # fmt: skip
+    for command in (["render", str(folder), "-o", str(tmp_path / "r")],
+                    ["simulate", str(folder), "--duration", "0.1", "--times", "0", "--no-video", "-o", str(tmp_path / "s")]):  # fmt: skip
+        run = CliRunner().invoke(app, [*command, "--cameras", str(tmp_path / "cams.json"), "--world-model", "relight",
+                                       "--light-direction", ",".join(map(str, turned))])  # fmt: skip
+        assert run.exit_code == 0, run.output
+        assert "estimating the capture light" not in run.output
+        (png,) = list(Path(command[command.index("-o") + 1]).rglob("*.png"))
+        got = np.asarray(Image.open(png).convert("RGB"), np.float32) / 255
+        assert psnr(got, expected) > 40.0, command[0]
 
 
 def test_spawned_assets_are_drawn_lit_and_cast_shadows_in_every_mode(cube):
