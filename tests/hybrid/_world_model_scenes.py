@@ -48,7 +48,9 @@ def cube_over_plane(
     seed: int = 0,
     textured: bool = True,
     shadow_strength: float = 1.0,  # fraction of the sun the cube's shadow removes (1: the issue's model)
-    canopy: str | None = None,  # a static square of splats (no object) above the floor: "solid" or "haze"
+    # a static square of splats (no object) above the floor, on a post: "solid" (the capture shows both their
+    # shadows) or "haze"; "floating": solid, but without the post (nothing connects it to the floor)
+    canopy: str | None = None,
 ) -> tuple[Scene, dict]:
     """The scene (splats, one object "cube", capture cameras) and its truth (albedo, visibility, labels)."""
     rng = np.random.default_rng(seed)
@@ -90,11 +92,22 @@ def cube_over_plane(
         cg = np.arange(-CANOPY_HALF, CANOPY_HALF + 1e-9, spacing / 1.5)
         cx, cy = np.meshgrid(cg, cg)
         shelf = np.stack([cx.ravel(), cy.ravel(), np.zeros(cx.size)], -1) + np.asarray(CANOPY_CENTER)
-        if canopy == "solid":
+        shelf_n = np.tile([0.0, 0.0, 1.0], (len(shelf), 1))
+        post_half = np.array([0.006, 0.006, 0.5 * CANOPY_CENTER[2]])
+        post_center = np.array([CANOPY_CENTER[0], CANOPY_CENTER[1], post_half[2]])
+        if canopy in ("solid", "floating"):
             vis &= ~_ray_hits_box(means + normals * 1e-4, d, CANOPY_CENTER, np.array([CANOPY_HALF, CANOPY_HALF, 1e-3]))
+        if canopy != "floating":  # the post: two columns of splats from the floor up to the shelf
+            z = np.arange(spacing / 3, CANOPY_CENTER[2], spacing / 1.5)
+            post = np.concatenate([np.stack([np.full_like(z, post_center[0] + dx), np.full_like(z, post_center[1]), z], -1)
+                                   for dx in (-post_half[0], post_half[0])])  # fmt: skip
+            if canopy == "solid":
+                vis &= ~_ray_hits_box(means + normals * 1e-4, d, post_center, post_half)
+            shelf = np.concatenate([shelf, post])
+            shelf_n = np.concatenate([shelf_n, np.tile([1.0, 0.0, 0.0], (len(post), 1))])
         canopy_idx = np.arange(len(means), len(means) + len(shelf))
         means = np.concatenate([means, shelf])
-        normals = np.concatenate([normals, np.tile([0.0, 0.0, 1.0], (len(shelf), 1))])
+        normals = np.concatenate([normals, shelf_n])
         albedo = np.concatenate([albedo, np.tile([0.5, 0.6, 0.4], (len(shelf), 1))])
         vis = np.concatenate([vis, np.ones(len(shelf), bool)])
     ndl = np.maximum(normals @ d, 0.0)
