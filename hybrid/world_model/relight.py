@@ -164,7 +164,7 @@ def scene_normals(
     collider_band: float = 0.35,  # object splats this close to their collider's surface (x object half-size)
     band_slope: float = 0.2,  # the ground band widens by this many metres per metre beyond the objects' region
     round_ratio: float = 0.5,  # a static splat is round (has no surface direction) above this shortest/middle axis
-) -> tuple[np.ndarray, np.ndarray]:  # normals [N, 3] float32, source [N] int8 (0 own axis, 1 ground, 2 collider)
+) -> tuple[np.ndarray, np.ndarray]:  # normals [N, 3] float32, source [N] int8 (0 own, 1 ground, 2 collider, 3 round)
     """Per-splat normals that use what the scene knows about its geometry.
 
     A lifted splat is often a blob whose shortest axis says little about the surface it helps
@@ -260,11 +260,13 @@ def floating_static(means: np.ndarray, groups: np.ndarray, link: float = 3.0) ->
         return out
     means = np.asarray(means, np.float64)
     spacing = float(np.median(cKDTree(means).query(means[:: max(len(means) // 20000, 1)], k=2)[0][:, 1]))
-    nodes = np.concatenate([static, ground])
-    pairs = cKDTree(means[nodes]).query_pairs(link * spacing, output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(nodes), len(nodes)))
+    reach = link * spacing
+    # components of the static splats alone; one that has a member within reach of a ground splat stands on it
+    pairs = cKDTree(means[static]).query_pairs(reach, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(static), len(static)))
     _, label = connected_components(graph, directed=False)
-    out[static] = ~np.isin(label[: len(static)], label[len(static) :])
+    touching = np.isfinite(cKDTree(means[ground]).query(means[static], distance_upper_bound=reach)[0])
+    out[static] = ~np.isin(label, label[touching])
     return out
 
 
