@@ -42,11 +42,20 @@ def view_command(
     no_panel: bool = typer.Option(False, "--no-panel", help="No ImGui panel (keys and mouse only; no imgui-bundle)."),
     paused: bool = typer.Option(False, "--paused", help="Start with physics paused (space resumes)."),
     frames: int | None = typer.Option(None, "--frames", help="Quit after drawing this many frames (scripts)."),
+    world_model: str = typer.Option(
+        "off",
+        "--world-model",
+        help="off (GL frames), relight or full: once the view is still, it is redrawn through the world model "
+        "(the panel's World view switches it later).",
+    ),
 ) -> None:
     """Open SCENE in a window: WASD/QE fly, right-drag look, click select, shift-click/drag push, panel for the rest."""
     from hybrid.viewer._display import check_display
     from scenes.errors import ShapeError
 
+    choices = {"off": "gl", "relight": "relight", "full": "full"}  # --world-model -> the panel's World view
+    if world_model not in choices:
+        raise ShapeError(f"--world-model: must be one of {', '.join(choices)}; got {world_model!r}")
     check_display()  # before loading anything: no display fails at once, pointing at `hybrid render`
     from hybrid.viewer import ViewerSettings, ViewerWindow
     from scenes import load_scene
@@ -67,6 +76,7 @@ def view_command(
         start_camera=None if camera is None else camera - 1,
     )
     viewer.session.paused = paused
+    viewer.session.set_world_view(choices[world_model])
     viewer.run(max_frames=frames)
     for path in viewer.screenshots + viewer.recordings:
         typer.echo(f"wrote {path}")

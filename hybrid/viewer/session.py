@@ -472,7 +472,9 @@ class ViewerSession:
             return False
         phys = self.world.physics
         view = self.camera.viewmat()
-        key = (view.tobytes(), self.render_size, phys.names, phys.body_poses().tobytes(), self.light.direction)
+        # resting bodies creep by micrometres under a running simulation: poses to 0.1 mm / 1e-4 for "still"
+        poses = np.round(np.asarray(phys.body_poses(), np.float64), 4)
+        key = (view.tobytes(), self.render_size, phys.names, poses.tobytes(), self.light.direction)
         still = key == self._view_key and not self.camera.moving
         self._view_key = key
         if still:

@@ -96,12 +96,16 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def viewer(files, tmp_path_factory):
+    yield from launch(files, tmp_path_factory.mktemp("view_out"))
+
+
+def launch(files, tmp: Path, *extra: str):
+    """The viewer under a private Xvfb, up and showing a frame (a generator: the caller closes it)."""
     scene, asset = files
-    tmp = tmp_path_factory.mktemp("view_out")
     display = Display((SIZE[0] + 40, SIZE[1] + 40))
     out = tmp / "shots"
     cmd = [sys.executable, "-m", "hybrid.cli", "view", str(scene), "--out-dir", str(out), "--asset", str(asset),
-           "--size", f"{SIZE[0]}x{SIZE[1]}", "--push-strength", "2"]  # fmt: skip
+           "--size", f"{SIZE[0]}x{SIZE[1]}", "--push-strength", "2", *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, env=display.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     v = Viewer(display, proc, out)
     try:
@@ -238,6 +242,25 @@ def test_panel_spawns_a_mesh_and_changes_the_light(viewer):
     changed = np.abs(bright.astype(int) - dark.astype(int)).sum(-1) > 0
     assert changed.mean() < 0.05  # only the crate (splats keep their captured light)
     viewer.shot("shift+p", name="panel")
+
+
+def test_world_model_option_redraws_the_still_view_through_the_world_model(files, tmp_path):
+    """``hybrid view --world-model relight``: once the view is still its frame comes from the world model."""
+    session = launch(files, tmp_path, "--world-model", "relight")
+    v = next(session)
+    try:
+        _, info = v.shot_until(lambda i: i["world_frame"], "a world-model frame", timeout=60, name="world_model")
+        assert info["world_view"] == "relight"
+    finally:
+        session.close()
+
+
+def test_a_bad_world_model_option_is_a_clear_error(files):
+    scene, _ = files
+    out = subprocess.run([sys.executable, "-m", "hybrid.cli", "view", str(scene), "--world-model", "fancy"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "--world-model" in out.stderr and "relight" in out.stderr
 
 
 def test_no_display_gives_a_clear_message(files):
