@@ -376,3 +376,55 @@ def test_large_debris_beside_a_low_objects_base_is_not_the_object():
     assert np.isin(len(ground) + low_sides, obj.splat_indices).all()  # the big splats on its faces stay
     hi = obj.collider.vertices.max(0) + obj.position
     assert hi[0] == pytest.approx(0.25, abs=0.01)  # the collider ends at the box's face, not at the debris
+
+
+def test_observation_is_the_triangulation_error_of_one_pixel():
+    """Two cameras at right angles, both at distance D with focal f: one pixel of noise is D / f on every axis."""
+    from physics.segment import observation
+    from scenes import Camera
+
+    d, f = 3.0, 300.0
+    fov = math.degrees(2 * math.atan(120 / f))
+    cams = [Camera.look_at([d, 0, 0], [0, 0, 0], fov_y_deg=fov, width=320, height=240),
+            Camera.look_at([0, d, 0], [0, 0, 0], fov_y_deg=fov, width=320, height=240)]  # fmt: skip
+    sd, n = observation(np.zeros(3), cams)
+    assert n == 2 and sd == pytest.approx(d / f, rel=1e-6)
+    sd, n = observation(np.zeros(3), cams[:1])  # one camera cannot triangulate
+    assert n == 1 and sd == math.inf
+    sd, n = observation(np.array([0.0, 0.0, -10.0]), cams)  # out of both frames
+    assert n == 0 and sd == math.inf
+
+
+def _orbit_scene(with_cameras: bool) -> tuple[Scene, int]:
+    """The sample video's layout: a box in the middle, a 20 cm bump of ground under the camera ring."""
+    from scenes import Camera
+    from tests.physics._scenes import union_surface
+
+    rng = np.random.default_rng(3)
+    g = np.arange(-3.0, 3.0, 0.03)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=1e-3, size=gx.size)], -1)
+    box = union_surface((((-0.2, -0.2, 0.0), (0.2, 0.2, 0.3)),), 0.01)
+    bump = union_surface((((2.3, -0.2, 0.0), (2.7, 0.2, 0.2)),), 0.01)  # as a lift leaves it: object-like
+    means = np.concatenate([ground, box, bump])
+    n = len(means)
+    colors = np.concatenate([np.full((len(ground), 3), 0.4), np.full((len(box), 3), 0.7), np.full((len(bump), 3), 0.4)])
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), np.full((n, 3), 0.01), np.full(n, 0.9), colors)
+    cams = ()
+    if with_cameras:  # 2.4 m out, 2.2 m up, looking at the middle: the ground under the ring is out of their frames
+        f = 290.0
+        fov = math.degrees(2 * math.atan(120 / f))
+        cams = tuple(Camera.look_at([2.4 * math.cos(a), 2.4 * math.sin(a), 2.2], [0, 0, 0.15], fov_y_deg=fov,
+                                    width=320, height=240) for a in np.linspace(0, 2 * math.pi, 60, endpoint=False))  # fmt: skip
+    return Scene(splats, capture_cameras=cams), len(ground)
+
+
+def test_a_bump_the_cameras_only_graze_is_not_an_object():
+    bare, n_ground = _orbit_scene(with_cameras=False)
+    assert len(segment_scene(bare, SegmentConfig(density=DENSITY)).objects) == 2  # from the splats alone: two
+    scene, n_ground = _orbit_scene(with_cameras=True)
+    found = segment_scene(scene, SegmentConfig(density=DENSITY))
+    assert len(found.objects) == 1
+    assert np.linalg.norm(np.asarray(found.objects[0].position)[:2]) < 0.05  # the box in the middle stays
+    # off: both again
+    assert len(segment_scene(scene, SegmentConfig(density=DENSITY, observation_ratio=0)).objects) == 2
