@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
         preset: str | None = typer.Option(
             None,
             "--preset",
-            help="fast (CPU default: 800 steps, SH degree 1, <= 640 px) or quality (GPU default: 7000 steps, SH 3).",
+            help="fast (CPU default: 800 steps, densify every 60, SH degree 1, <= 640 px) or quality (GPU default: 7000 steps, SH 3).",
         ),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted lift into the same SCENE_DIR."),
         seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same input: same scene)."),
