@@ -103,7 +103,7 @@ def preset_options(preset: str | None = None, device: str | None = None, **train
             select=SelectOptions(max_frames=90, max_size=640),
             sfm=SfmOptions(max_features=4096, overlap=8),
             # densify every 60 steps, not gsplat's 100: 8 rounds of growth in 800 steps instead of 4; held-out
-            # PSNR +1.3 dB on the sample video for 12 % more training (docs/lift.md, Presets)
+            # PSNR +1.3 dB on the sample video for 29 % more training (docs/lift.md, Presets)
             train=TrainOptions(steps=800, sh_degree=1, sh_interval=300, refine_every=60, device=device),
         )
     else:
