@@ -9,7 +9,7 @@ scored over the whole image and over the pixels whose truth changed (as in
 ``tools/bench/world_model.py``); ``--out`` gets a PNG per camera: truth at rest | truth after |
 engine-only | relight | full.
 
-    python tools/bench/world_model_sample.py [--scene out/demo] [--times 0.6,1.2,2.5] [--out DIR]
+    python tools/bench/world_model_sample.py [--scene out/demo] [--times 0.6,1.2,2.5] [--events FILE] [--out DIR]
 
 Run ``hybrid demo -o out/demo`` first (``make demo``).
 """
@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--scene", type=Path, default=ROOT / "out" / "demo", help="the folder `hybrid demo` wrote")
     ap.add_argument("--times", default="0.6,1.2,2.5", help="seconds after the start to score (the push is at 0.3)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the comparison PNGs")
+    ap.add_argument("--events", type=Path, default=None,
+                    help="an events JSON to score instead of the demo's push (SCENE/push/events.json)")  # fmt: skip
     a = ap.parse_args()
 
     import make_sample_video as sample
@@ -100,7 +102,7 @@ def main() -> None:
             return [f.astype(np.float32) / 255 for f in frames]
 
         before = truth()
-        world = World(scene, events=load_events(push / "events.json"))
+        world = World(scene, events=load_events(a.events or push / "events.json"))
         full, off = WorldModel(scene, "full"), WorldModel(scene, "off")
         scores: dict[str, list] = {}
         panels = []
