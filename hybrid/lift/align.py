@@ -171,3 +171,18 @@ def apply_similarity(
         out.append(Camera(c.K, np.linalg.inv(new), c.width, c.height, c.name))
     pts = A.scale * np.asarray(points, np.float64) @ A.R.T + A.t
     return out, pts
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(s, R, t)`` with ``dst ~ s R src + t`` for corresponding ``[N, 3]`` points, least squares (Umeyama 1991).
+
+    For comparing a lift with a known truth: e.g. its capture cameras' centres with the true ones.
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    U, sig, Vt = np.linalg.svd(b.T @ a / len(src))
+    E = np.diag([1.0, 1.0, np.sign(np.linalg.det(U) * np.linalg.det(Vt))])
+    R = U @ E @ Vt
+    scale = float((sig * np.diag(E)).sum() / ((a**2).sum() / len(src)))
+    return scale, R, mu_d - scale * R @ mu_s

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybrid.lift.align import AlignOptions, apply_similarity, estimate_alignment, fit_plane
+from hybrid.lift.align import AlignOptions, apply_similarity, estimate_alignment, fit_plane, fit_similarity
 from hybrid.lift.decode import SelectOptions, decode_video, read_image_folder
 from hybrid.lift.errors import ReconstructionError
 from hybrid.lift.sfm import SfmOptions, run_sfm
@@ -34,22 +34,11 @@ def temple_ground_truth(folder: Path) -> dict[str, Camera]:
     return cams
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity ``dst ~ s R src + t`` (least squares, Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    S, D = src - mu_s, dst - mu_d
-    U, sig, Vt = np.linalg.svd(D.T @ S / len(src))
-    E = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ E @ Vt
-    s = float((sig * np.diag(E)).sum() / ((S**2).sum() / len(src)))
-    return s, R, mu_d - s * R @ mu_s
-
-
 def pose_errors(est: list[Camera], gt: list[Camera]) -> tuple[np.ndarray, np.ndarray, float]:
     """Rotation error (degrees) and centre error relative to the ground-truth extent, after similarity."""
     C_est = np.array([c.position for c in est])
     C_gt = np.array([c.position for c in gt])
-    s, R, t = umeyama(C_est, C_gt)
+    s, R, t = fit_similarity(C_est, C_gt)
     size = float(np.linalg.norm(C_gt.max(0) - C_gt.min(0)))
     centre = np.linalg.norm((s * C_est @ R.T + t) - C_gt, axis=1) / size
     rot = []
@@ -166,3 +155,14 @@ def test_too_few_frames_fails_clearly(tmp_path):
     fs = decode_video(ROOT / "assets" / "sample.mp4", SelectOptions(max_frames=2))
     with pytest.raises(ReconstructionError, match="at least 3 views"):
         run_sfm(fs.images, list(fs.names), tmp_path)
+
+
+def test_fit_similarity_recovers_a_known_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(20, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    R = q * np.sign(np.linalg.det(q))  # a rotation, not a reflection
+    dst = 2.5 * src @ R.T + np.array([1.0, -2.0, 0.5])
+    s, R_fit, t = fit_similarity(src, dst)
+    assert s == pytest.approx(2.5, rel=1e-9)
+    assert np.allclose(R_fit, R, atol=1e-9) and np.allclose(t, [1.0, -2.0, 0.5], atol=1e-9)

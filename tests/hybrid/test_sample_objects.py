@@ -30,6 +30,7 @@ pytest.importorskip("pycolmap")
 pytest.importorskip("pybullet")
 pytest.importorskip("trimesh")
 
+from hybrid.lift.align import fit_similarity  # noqa: E402
 from hybrid.objects import refine_with_views, render_ids  # noqa: E402
 from physics import PhysicsWorld, segment_scene  # noqa: E402
 from scenes import load_scene  # noqa: E402
@@ -64,19 +65,8 @@ def found(demo):
     scene = load_scene(folder)
     true_centres = np.array([Camera.from_dict(c).position for c in GT["cameras"]])
     frame = [int(re.search(r"(\d+)", c.name).group(1)) for c in scene.capture_cameras]
-    s, R, t = _umeyama(np.array([c.position for c in scene.capture_cameras]), true_centres[frame])
+    s, R, t = fit_similarity(np.array([c.position for c in scene.capture_cameras]), true_centres[frame])
     return scene, segment_scene(scene), (s, R, t)
-
-
-def _umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity ``dst ~ s R src + t`` by least squares (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    U, D, Vt = np.linalg.svd(b.T @ a / len(src))
-    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U) * np.linalg.det(Vt))])
-    R = U @ S @ Vt
-    s = float(np.trace(np.diag(D) @ S) / ((a**2).sum() / len(src)))
-    return s, R, mu_d - s * R @ mu_s
 
 
 def _to_gt(sim, points: np.ndarray) -> np.ndarray:

@@ -36,17 +36,6 @@ from _machine import machine_line  # noqa: E402  (tools/bench/ is on sys.path wh
 CHANGED = 10.0 / 255  # a pixel changed in the truth when a channel moved by more than this (world_model.py's)
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """``(s, R, t)`` with ``dst ~ s R src + t``, least squares (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    U, D, Vt = np.linalg.svd(b.T @ a / len(src))
-    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U) * np.linalg.det(Vt))])
-    R = U @ S @ Vt
-    scale = float(np.trace(np.diag(D) @ S) / ((a**2).sum() / len(src)))
-    return scale, R, mu_d - scale * R @ mu_s
-
-
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     e = (a - b) ** 2
     e = e[mask] if mask is not None else e
@@ -67,6 +56,7 @@ def main() -> None:
     from PIL import Image
     from scipy.spatial.transform import Rotation
 
+    from hybrid.lift.align import fit_similarity
     from hybrid.world import World
     from hybrid.world_model import SplatState, WorldModel, apply_world_model
     from physics.events import load_events
@@ -80,7 +70,7 @@ def main() -> None:
     truth_json = json.loads((ROOT / "assets" / "sample_gt.json").read_text())
     true_cams = [Camera.from_dict(c) for c in truth_json["cameras"]]
     frame = [int(re.search(r"(\d+)", c.name).group(1)) for c in scene.capture_cameras]
-    s, R, t = similarity(np.array([c.position for c in scene.capture_cameras]),
+    s, R, t = fit_similarity(np.array([c.position for c in scene.capture_cameras]),
                          np.array([c.position for c in true_cams])[frame])  # fmt: skip
     boxes = truth_json["objects"]
     centres = np.array([b["position"] for b in boxes])
