@@ -7,7 +7,10 @@ gives it a prior learned where that truth is known. Each corpus scene is a seede
 random capture light:
 
 1. a 24-frame capture orbit is rendered by TinyRenderer (the independent renderer) and the
-   scene's splats are built from the known geometry with their colours fitted to the frames;
+   scene's splats are built from the known geometry with their colours fitted to the frames, or,
+   for the last ``--lifted`` scenes, lifted from the frames by ``hybrid.lift`` (fast preset,
+   known cameras; splats given to the boxes by their known poses), so that the prior also sees
+   what a real lift draws: blurred edges, floaters, floor under the boxes, thick shells;
 2. the explicit layer is fitted as it is for any scene (``Relighting.fit``: light direction,
    sun, ambient and shadow strength all estimated);
 3. interventions are simulated by our ``World`` (a box set sliding, a box pushed over at its
@@ -17,14 +20,14 @@ random capture light:
 4. the residual network is trained on these pairs (gated L1 against the truth, the loss of
    per-scene training) and written as safetensors.
 
-    python tools/world_model_prior.py [--scenes 24] [--first-seed 1000] [--steps 4000]
+    python tools/world_model_prior.py [--scenes 24] [--lifted 12] [--first-seed 1000] [--steps 4000]
                                       [--corpus artifacts/world_model_corpus]
                                       [--out hybrid/world_model/prior.safetensors]
 
 The corpus seeds (1000 onwards) are disjoint from the benchmark's (0, 1, 2). Every scene's
-samples are written to ``--corpus`` as they are made (``scene{seed}.safetensors``); an
-interrupted run resumes where it stopped, and ``--steps`` can be changed without rebuilding the
-corpus. Everything is seeded: the same arguments give the same weights on one machine.
+samples are written to ``--corpus`` as they are made (``scene{seed}.safetensors``; the lifts
+are kept in ``--corpus``/lifts); an interrupted run resumes where it stopped, and ``--steps``
+can be changed without rebuilding the corpus. Everything is seeded: the same arguments give the same weights on one machine.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import torch  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
-from tiny_world import TinyScene, build_scene, cam_look, capture_orbit  # noqa: E402
+from tiny_world import TinyScene, build_scene, cam_look, capture_orbit, lift_scene  # noqa: E402
 
 EDITS = ("slide", "topple", "drop", "remove")
 TIMES_PER_EDIT = 2
@@ -98,9 +101,13 @@ def edit_events(kind: str, box: dict, rng: np.random.Generator) -> list[dict]:
     return [{"time": 0.0, "type": "remove", "object": name}]
 
 
-def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS, rough: float = 0.0
-                  ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Every (network input, base, gate, truth) of one corpus scene, float16, keyed ``{field}{i}``."""
+def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS, rough: float = 0.0,
+                  lift_cache: Path | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every (network input, base, gate, truth) of one corpus scene, float16, keyed ``{field}{i}``.
+
+    With ``lift_cache`` the scene is lifted from its capture orbit (kept in that folder) instead of
+    built from the known geometry.
+    """
     from hybrid.world import World
     from hybrid.world_model import Relighting, SplatState, WorldModel
     from hybrid.world_model.residual import network_input
@@ -111,12 +118,15 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
     tiny = TinyScene(seed, tmp)
     try:
         captures = capture_orbit(tiny, light)
-        scene = build_scene(tiny, captures, seed, colour_steps=colour_steps, rough=rough)
+        if lift_cache is not None:
+            scene, _ = lift_scene(tiny, captures, seed, tmp, cache=lift_cache)
+            how = " (lifted)"
+        else:
+            scene = build_scene(tiny, captures, seed, colour_steps=colour_steps, rough=rough)
+            how = " (lift-like)" if rough else ""
         rel = Relighting.fit(scene, seed=seed)
         err = float(np.degrees(np.arccos(np.clip(np.asarray(rel.light.direction) @ light, -1, 1))))
-        log(
-            f"scene {seed}: {len(scene.splats)} splats{' (lift-like)' if rough else ''}, light estimated {err:.1f} deg off"
-        )
+        log(f"scene {seed}: {len(scene.splats)} splats{how}, light estimated {err:.1f} deg off")
         wm = WorldModel(scene, "relight", relighting=rel)
         rest_pose = {o.name: {"position": list(o.position), "quaternion": list(o.quaternion)} for o in scene.objects}
         out, n = {}, 0
@@ -161,7 +171,9 @@ def load_samples(files: list[Path]) -> list[tuple[torch.Tensor, ...]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scenes", type=int, default=24, help="corpus scenes")
+    ap.add_argument("--scenes", type=int, default=24, help="corpus scenes built from the known geometry")
+    ap.add_argument("--lifted", type=int, default=12,
+                    help="corpus scenes lifted by hybrid lift (fast preset, ~1.5 min each), seeded after the others")  # fmt: skip
     ap.add_argument(
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
@@ -184,7 +196,8 @@ def main() -> None:
     from hybrid.world_model.train import TrainConfig, fit_residual, gated_l1
 
     a.corpus.mkdir(parents=True, exist_ok=True)
-    seeds = list(range(a.first_seed, a.first_seed + a.scenes))
+    seeds = list(range(a.first_seed, a.first_seed + a.scenes + a.lifted))
+    lifted = set(seeds[a.scenes :])
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory() as tmp, Progress(*columns) as bar:
@@ -193,7 +206,8 @@ def main() -> None:
             path = a.corpus / f"scene{seed}.safetensors"
             if not path.exists():
                 arrays = scene_samples(seed, Path(tmp), bar.console.print,
-                                       rough=a.rough if seed >= a.rough_from else 0.0)  # fmt: skip
+                                       rough=a.rough if seed >= a.rough_from and seed not in lifted else 0.0,
+                                       lift_cache=a.corpus / "lifts" if seed in lifted else None)  # fmt: skip
                 part = path.with_suffix(".part")
                 save_file(arrays, str(part))
                 os.replace(part, path)  # atomic: an interrupted run leaves no half-written scene
@@ -215,7 +229,7 @@ def main() -> None:
     fitted, baseline = gated_l1(samples, net), gated_l1(samples)
     weights = net.state_arrays()
     weights["config.width"] = np.asarray([net.width], np.int64)
-    meta = {"corpus_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": str(len(samples)), "steps": str(a.steps),
+    meta = {"corpus_seeds": f"{seeds[0]}-{seeds[-1]}", "lifted_seeds": f"{min(lifted)}-{max(lifted)}" if lifted else "", "samples": str(len(samples)), "steps": str(a.steps),
             "gated_l1": f"{fitted:.5f}", "gated_l1_hole_fill": f"{baseline:.5f}",
             "made_by": "tools/world_model_prior.py", "machine": platform.processor() or platform.machine()}  # fmt: skip
     part = a.out.with_suffix(".part")

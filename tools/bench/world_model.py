@@ -56,78 +56,10 @@ from tiny_world import (  # noqa: E402  (shared with tools/world_model_prior.py)
     build_scene,
     cam_look,
     capture_orbit,
+    lift_scene,
 )
 
 from hybrid.world_model import SplatState, TrainConfig, WorldModel, apply_world_model, train_world_model  # noqa: E402
-from scenes import ColliderMesh, Ground, Light, Scene, SceneObject  # noqa: E402
-
-
-def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None,
-               steps: int | None = None) -> tuple[Scene, dict]:  # fmt: skip
-    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras); splats assigned to the boxes.
-
-    ``steps`` replaces the preset's optimisation steps (800). With ``cache``, the lift is kept in
-    ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps) and reused by
-    later runs (the orbit is deterministic for a seed).
-    """
-    from PIL import Image
-
-    from hybrid.lift.pipeline import lift, preset_options
-    from scenes.cameras import write_transforms_json
-
-    name = f"lifted{seed}" if steps is None else f"lifted{seed}_steps{steps}"
-    if cache is not None and (cache / name / "lift_info.json").exists():  # a lift of the same orbit
-        lifted_dir = cache / name
-        info = json.loads((lifted_dir / "lift_info.json").read_text())
-        return _assign_boxes(tiny, captures, lifted_dir, info, log)
-    src = tmp / f"capture{seed}"
-    src.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i, (_, img, _) in enumerate(captures):
-        names.append(f"frame_{i:05d}.png")
-        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(src / names[-1])
-    write_transforms_json(src / "transforms.json", [c for c, _, _ in captures], names)
-
-    def progress(stage, info):
-        if log and (stage != "train" or info.get("step", 1) % 200 == 0):
-            log(f"  lift: {stage} {info.get('step', '')} {info.get('splats', '')}")
-
-    lifted_dir = (cache or tmp) / name
-    overrides = {} if steps is None else {"steps": steps}
-    rep = lift(
-        src / "transforms.json", lifted_dir, preset_options("fast", device="cpu", **overrides), progress=progress
-    )
-    info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan"))}
-    (lifted_dir / "lift_info.json").write_text(json.dumps(info))
-    return _assign_boxes(tiny, captures, lifted_dir, info, log)
-
-
-def _assign_boxes(tiny: TinyScene, captures, lifted_dir: Path, info: dict, log=None) -> tuple[Scene, dict]:
-    """The lifted scene with each splat inside a box's known pose given to that box; the rest is ground."""
-    import trimesh
-
-    from physics.transforms import quat_to_matrix
-    from scenes import load_scene
-
-    lifted = load_scene(lifted_dir, load_weights=False)
-    means = np.asarray(lifted.splats.means, np.float64)
-    owner = np.full(len(means), -1)
-    objects = []
-    for k, box in enumerate(tiny.boxes):
-        local = (means - box["position"]) @ quat_to_matrix(box["quaternion"])  # world -> box frame
-        inside = np.all(np.abs(local) <= box["half"] * 1.1 + 0.02, axis=1) & (owner < 0)
-        owner[inside] = k
-        mesh = trimesh.creation.box(2 * box["half"])
-        objects.append(SceneObject(box["name"], np.nonzero(inside)[0], ColliderMesh(mesh.vertices, mesh.faces),
-                                   mass=box["mass"], friction=0.8, restitution=0.0, position=tuple(box["position"]),
-                                   quaternion=tuple(box["quaternion"])))  # fmt: skip
-    info = {**info, "box_splats": [len(o.splat_indices) for o in objects]}
-    if log:
-        log(f"  lifted: {len(means)} splats in {info['lift_s']:.0f} s, held-out PSNR {info['heldout_psnr']:.2f} dB; "
-            f"box splats {info['box_splats']}")  # fmt: skip
-    scene = Scene(lifted.splats, objects=tuple(objects), ground=Ground(friction=0.9, restitution=0.0), light=Light(),
-                  capture_cameras=tuple(c for c, _, _ in captures))  # fmt: skip
-    return scene, info
 
 
 # ------------------------------------------------------------------------------------------- metrics
