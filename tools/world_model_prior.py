@@ -20,7 +20,7 @@ random capture light:
 4. the residual network is trained on these pairs (gated L1 against the truth, the loss of
    per-scene training) and written as safetensors.
 
-    python tools/world_model_prior.py [--scenes 24] [--lifted 12] [--first-seed 1000] [--steps 4000]
+    python tools/world_model_prior.py [--scenes 24] [--lifted 24] [--first-seed 1000] [--steps 6000]
                                       [--corpus artifacts/world_model_corpus]
                                       [--out hybrid/world_model/prior.safetensors]
 
@@ -172,18 +172,18 @@ def load_samples(files: list[Path]) -> list[tuple[torch.Tensor, ...]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", type=int, default=24, help="corpus scenes built from the known geometry")
-    ap.add_argument("--lifted", type=int, default=12,
+    ap.add_argument("--lifted", type=int, default=24,
                     help="corpus scenes lifted by hybrid lift (fast preset, ~1.5 min each), seeded after the others")  # fmt: skip
     ap.add_argument(
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
-    ap.add_argument("--steps", type=int, default=4000, help="training steps of the prior")
+    ap.add_argument("--steps", type=int, default=6000, help="training steps of the prior")
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="Adam learning rate (cosine decay; at 3e-3 the loss stayed flat on this corpus)")  # fmt: skip
     ap.add_argument(
         "--rough-from",
         type=int,
-        default=1024,
+        default=1048,
         help="scenes from this seed on have lift-like splats (off the surface, tilted, thick)",
     )
     ap.add_argument("--rough", type=float, default=0.006, help="how lift-like: splat offsets in metres")
