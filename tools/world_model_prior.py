@@ -190,6 +190,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=ROOT / "artifacts" / "world_model_corpus",
                     help="folder of the corpus samples (kept; a rerun reuses them)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "hybrid" / "world_model" / "prior.safetensors")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (crops, batches, initialisation)")
     ap.add_argument("--corpus-only", action="store_true", help="build the corpus, do not train")
     a = ap.parse_args()
 
@@ -217,7 +218,7 @@ def main() -> None:
         return
     samples = load_samples([a.corpus / f"scene{s}.safetensors" for s in seeds])
     print(f"corpus: {len(samples)} samples from {len(seeds)} scenes ({t_corpus:.0f} s); training {a.steps} steps")
-    config = TrainConfig(steps=a.steps, seed=0, lr=a.lr)
+    config = TrainConfig(steps=a.steps, seed=a.seed, lr=a.lr)
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)
     t1 = time.perf_counter()
@@ -229,7 +230,7 @@ def main() -> None:
     fitted, baseline = gated_l1(samples, net), gated_l1(samples)
     weights = net.state_arrays()
     weights["config.width"] = np.asarray([net.width], np.int64)
-    meta = {"corpus_seeds": f"{seeds[0]}-{seeds[-1]}", "lifted_seeds": f"{min(lifted)}-{max(lifted)}" if lifted else "", "samples": str(len(samples)), "steps": str(a.steps),
+    meta = {"corpus_seeds": f"{seeds[0]}-{seeds[-1]}", "lifted_seeds": f"{min(lifted)}-{max(lifted)}" if lifted else "", "samples": str(len(samples)), "steps": str(a.steps), "seed": str(a.seed),
             "gated_l1": f"{fitted:.5f}", "gated_l1_hole_fill": f"{baseline:.5f}",
             "made_by": "tools/world_model_prior.py", "machine": platform.processor() or platform.machine()}  # fmt: skip
     part = a.out.with_suffix(".part")

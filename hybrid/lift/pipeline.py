@@ -675,6 +675,9 @@ def _train_with_interrupt(trainer: Trainer, work: Path, progress):
 
     def step_progress(info):
         progress(info)
+        if info["step"] % 10 == 0 or info["step"] == 1:  # for scripts watching a long lift (Ctrl-C is handled now)
+            _write_json_atomic(work / "progress.json", {"stage": "train", "step": info["step"], "steps": info["steps"],
+                                                        "psnr": round(float(info["psnr"]), 3)})  # fmt: skip
         if stop.is_set():
             raise _Stop
 
@@ -697,6 +700,12 @@ def _train_with_interrupt(trainer: Trainer, work: Path, progress):
 
 class _Stop(Exception):
     pass
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _side_by_side(trainer: Trainer, fs: FrameSet, indices, path: Path, rows: int = 4) -> None:

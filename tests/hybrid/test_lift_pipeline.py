@@ -138,11 +138,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(shared_data, tmp_path):
     args = ["lift", str(src), "-o", str(out), "--steps", "300", "--max-size", "100", "--seed", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "hybrid.cli", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    stage = work_dir_for(out) / "stage.json"
+    watch = work_dir_for(out) / "progress.json"  # written from the training loop's first step on
     deadline = time.time() + 300
-    while not stage.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(4.0)  # into the training loop
+    while not watch.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert json.loads(watch.read_text())["stage"] == "train"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]

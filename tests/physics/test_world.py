@@ -38,8 +38,24 @@ def test_resting_box_stays_put():
     start = w.pose("box")
     w.step(2.0)
     end = w.pose("box")
-    assert np.linalg.norm(end[:3] - start[:3]) < 1.5e-3  # Bullet's 1 mm collision margin, no drift
+    # at rest on its collider: Bullet's default 1 mm margin outside a convex mesh lifted it by 1 mm (0.1 mm now)
+    assert np.linalg.norm(end[:3] - start[:3]) < 2e-4
     assert abs(abs(end[3]) - 1.0) < 1e-6
+
+
+def test_a_stack_resting_on_its_colliders_stays_put():
+    """A box on a box on the ground, placed touching: nothing moves (the default margin lifted them by 1 and 3 mm)."""
+    lower = SceneObject("lower", np.zeros(0, np.int64), box_collider((0.3, 0.3, 0.2)), mass=3.0, position=(0, 0, 0.1))
+    upper = SceneObject("upper", np.zeros(0, np.int64), box_collider((0.1, 0.1, 0.1)), mass=0.5,
+                        position=(0.05, -0.03, 0.25))  # fmt: skip
+    w = PhysicsWorld(Scene(Splats.empty(), objects=(lower, upper), ground=box_scene().ground))
+    start = {n: w.pose(n) for n in ("lower", "upper")}
+    w.step(2.0)
+    for n, pose in start.items():
+        assert np.linalg.norm(w.pose(n)[:3] - pose[:3]) < 4e-4, n  # 0.1 + 0.2 mm of margins (was 1 + 2 mm)
+    assert WorldConfig().collision_margin == pytest.approx(1e-4)
+    with pytest.raises(ShapeError, match="collision_margin"):
+        WorldConfig(collision_margin=-1.0)
 
 
 @pytest.mark.parametrize("mu,v0", [(0.3, 1.0), (0.5, 1.5), (0.8, 2.0)])
