@@ -820,12 +820,8 @@ def observation(centre: np.ndarray, cameras) -> tuple[float, int]:
     info = np.zeros((3, 3))
     n = 0
     for cam in cameras:
-        p = cam.viewmat[:3, :3] @ centre + cam.viewmat[:3, 3]
-        if p[2] <= 1e-6:
-            continue
-        u = cam.K[0, 0] * p[0] / p[2] + cam.K[0, 2]
-        v = cam.K[1, 1] * p[1] / p[2] + cam.K[1, 2]
-        if not (0.0 <= u < cam.width and 0.0 <= v < cam.height):
+        u, v, z = (float(a[0]) for a in cam.project(centre[None]))
+        if z <= 1e-6 or not (0.0 <= u < cam.width and 0.0 <= v < cam.height):
             continue
         ray = np.asarray(cam.position, np.float64) - centre
         dist = float(np.linalg.norm(ray))

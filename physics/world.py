@@ -52,17 +52,16 @@ class WorldConfig:
     gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)  # m/s^2, world frame (+Z up)
     linear_damping: float = 0.0  # Bullet's velocity damping per second (its own default, 0.04, slows free fall)
     angular_damping: float = 0.0  # same for angular velocity
-    # Bullet pads a convex mesh collider by a margin (PyBullet's default: 1 mm) *outside* it, so bodies rested
-    # that far above what they stand on and rose by it when the simulation started (a box on a box: 3 mm); at 0 PyBullet's
-    # ray tests miss the hull (pick, pushes at a point), so 0.1 mm.
-    # Applies to single-hull colliders (compounds keep Bullet's margin)
+    # m: Bullet pads a convex collider by a margin *outside* it (PyBullet's default 1 mm: bodies rose by it when the
+    # simulation started, a box on a box by 3 mm). At 0 PyBullet's ray tests miss the hull (pick, pushes at a
+    # point). Single-hull colliders only: set on a compound, its pieces' rays miss too, so they keep Bullet's
     collision_margin: float = 1e-4
     max_linear_speed: float = 50.0  # m/s; a faster body is a diverged simulation (PhysicsError)
     max_angular_speed: float = 300.0  # rad/s; same for spin
     point_tolerance: float = 0.02  # m: push() finds a body whose surface is at most this far from the point
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.collision_margin, int | float) and 0.0 <= self.collision_margin < 0.1):
+        if not (_is_real(self.collision_margin) and 0.0 <= self.collision_margin < 0.1):
             raise ShapeError(
                 f"WorldConfig.collision_margin: expected metres in [0, 0.1), got {self.collision_margin!r}"
             )
@@ -301,8 +300,8 @@ class PhysicsWorld:
             raise PhysicsError(f"{what}: PyBullet could not create the body")
         kw = dict(lateralFriction=friction, restitution=restitution, linearDamping=self.config.linear_damping,
                   angularDamping=self.config.angular_damping)  # fmt: skip
-        if collider.kind != "mesh" and len(parts) == 1:  # one convex hull (a compound's pieces keep Bullet's margin:
-            kw["collisionMargin"] = self.config.collision_margin  # set on the compound, its rays miss them)
+        if collider.kind != "mesh" and len(parts) == 1:  # one convex hull (WorldConfig.collision_margin)
+            kw["collisionMargin"] = self.config.collision_margin
         if mass > 0:
             kw["localInertiaDiagonal"] = inertia.tolist()
         self._call(p.changeDynamics, uid, -1, **kw)

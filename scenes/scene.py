@@ -95,6 +95,12 @@ class Camera:
     def position(self) -> np.ndarray:
         return self.c2w[:3, 3]
 
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(u, v, z)`` of ``[N, 3]`` world points: pixel coordinates and camera depth (``z`` <= 0: behind)."""
+        p = np.asarray(points, np.float64) @ self.viewmat[:3, :3].T + self.viewmat[:3, 3]
+        z = np.maximum(p[:, 2], 1e-6)
+        return self.K[0, 0] * p[:, 0] / z + self.K[0, 2], self.K[1, 1] * p[:, 1] / z + self.K[1, 2], p[:, 2]
+
     def scaled(self, factor: float) -> Camera:
         """The same camera for an image resized by ``factor``."""
         K = self.K.copy()

@@ -27,7 +27,8 @@ random capture light:
 The corpus seeds (1000 onwards) are disjoint from the benchmark's (0, 1, 2). Every scene's
 samples are written to ``--corpus`` as they are made (``scene{seed}.safetensors``; the lifts
 are kept in ``--corpus``/lifts); an interrupted run resumes where it stopped, and ``--steps``
-can be changed without rebuilding the corpus. Everything is seeded: the same arguments give the same weights on one machine.
+can be changed without rebuilding the corpus. Everything is seeded: the same arguments give the
+same weights on one machine.
 """
 
 from __future__ import annotations

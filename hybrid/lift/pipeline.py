@@ -292,9 +292,7 @@ def _save_stage(work: Path, prep: _Prepared, fingerprint: str, kind: str) -> Non
             "names": list(fs.names), "cameras": [c.to_dict() for c in prep.cameras], "source": fs.source,
             "fps": fs.fps, "rotation": fs.rotation, "scale": fs.scale, "counts": fs.counts,
             "frame_notes": list(fs.notes)}  # fmt: skip
-    tmp = work / "stage.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, default=_jsonable))
-    tmp.replace(work / "stage.json")  # written last: its presence means the stage is complete
+    _write_json_atomic(work / "stage.json", meta, indent=1, default=_jsonable)  # last: the stage is complete
 
 
 def _load_stage(work: Path) -> _Prepared:
@@ -702,9 +700,10 @@ class _Stop(Exception):
     pass
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def _write_json_atomic(path: Path, data: dict, **dumps) -> None:
+    """``path`` as JSON, written to ``path.tmp`` and renamed: a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
+    tmp.write_text(json.dumps(data, **dumps))
     tmp.replace(path)
 
 

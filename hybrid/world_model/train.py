@@ -112,11 +112,8 @@ def _object_half_size(scene: Scene) -> float:
 
 
 def _visible(means: np.ndarray, cam: Camera) -> np.ndarray:
-    p = means @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
-    z = np.maximum(p[:, 2], 1e-6)
-    u = cam.K[0, 0] * p[:, 0] / z + cam.K[0, 2]
-    v = cam.K[1, 1] * p[:, 1] / z + cam.K[1, 2]
-    return (p[:, 2] > 0.05) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+    u, v, z = cam.project(means)
+    return (z > 0.05) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
 
 
 def train_world_model(
