@@ -19,6 +19,9 @@
    friction and restitution defaults, in a new :class:`scenes.Scene`. A resting object
    whose :class:`HeightField` (the columns under its seen top surface) fills much less
    than its hull (a U, an L, a bowl) gets a compound collider of the height field's pieces.
+4. :func:`settle_objects` (the end of :func:`segment_scene`): PyBullet runs the new scene with
+   no edit; an object that its collider moves a little (a lifted hull that does not sit flat)
+   gets its collider turned to where it came to rest, so that a simulation starts at rest.
 
 Every step is numpy/scipy; nothing here renders. Refinement with rendered per-pixel splat
 ids lives in ``hybrid.objects.refine_with_views`` (physics never imports render).
@@ -38,7 +41,8 @@ from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
-           "build_object", "merge_objects", "rename_object", "static_mesh", "HeightField", "height_field", "observation"]  # fmt: skip
+           "build_object", "merge_objects", "rename_object", "settle_objects", "static_mesh", "HeightField",
+           "height_field", "observation"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +82,23 @@ class SegmentConfig:
     # where the cameras only graze (a lift's bumps far out on the ground): not an object (0: keep all)
     observation_ratio: float = 5.0
     observation_coverage: float = 0.5
+    # objects are settled when made: PyBullet runs this long with no edit, and an object whose collider moves it
+    # (a lifted hull that does not sit flat: a box on a bumpy top tips by a few degrees) by at most
+    # ``settle_max_shift`` / ``settle_max_angle`` gets its collider turned to where it came to rest; its splats do
+    # not move (the capture shows them at rest). Larger moves are left alone with a warning (0 s: no settling)
+    settle_time: float = 1.0  # s
+    settle_max_shift: float = 0.05  # m
+    settle_max_angle: float = 15.0  # degrees
 
     def __post_init__(self) -> None:
         if not (0 < self.max_tilt_deg < 90):
             raise ShapeError(f"SegmentConfig.max_tilt_deg: expected (0, 90) degrees, got {self.max_tilt_deg}")
         if not (self.density > 0 and math.isfinite(self.density)):
             raise ShapeError(f"SegmentConfig.density: expected kg/m^3 > 0, got {self.density}")
+        for name in ("settle_time", "settle_max_shift", "settle_max_angle"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ShapeError(f"SegmentConfig.{name}: expected a finite number >= 0, got {v}")
         for name in ("ground_threshold", "min_height", "eps", "support_gap"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
@@ -807,7 +822,59 @@ def segment_scene(
                      "position": list(o.position)} for o in objects],
         "config": {k: v for k, v in cfg.__dict__.items()},
     }  # fmt: skip
-    return scene.with_(objects=tuple(objects), ground=ground, metadata=meta)
+    settled, report = settle_objects(scene.with_(objects=tuple(objects), ground=ground), cfg)
+    meta["segmentation"]["settled"] = report
+    for entry in meta["segmentation"]["objects"]:
+        entry["position"] = list(settled.object(entry["name"]).position)
+    return settled.with_(metadata=meta)
+
+
+def settle_objects(scene: Scene, config: SegmentConfig | None = None, names=None) -> tuple[Scene, dict]:
+    """Objects whose colliders do not rest where their splats stand, turned to where they come to rest.
+
+    PyBullet runs the scene for ``settle_time`` with no edit. An object that moves by more than
+    0.5 mm or 0.1 degrees and by at most ``settle_max_shift`` / ``settle_max_angle``, and is at
+    rest at the end, keeps its splats: its collider is moved to the pose it came to rest in (the
+    frame moves to its new centre of mass, the collider turns inside it), so the next
+    simulation starts at rest. ``names`` limits this to some objects (the others stay as they
+    are). Returns the new scene and, per object that moved, ``{"shift_m", "angle_deg",
+    "settled"}``.
+    """
+    from physics.transforms import quat_to_matrix
+    from physics.world import PhysicsWorld, WorldConfig
+
+    cfg = config or SegmentConfig()
+    movable = [
+        o for o in scene.objects if not o.static and o.collider is not None and (names is None or o.name in names)
+    ]
+    if cfg.settle_time <= 0 or not movable:
+        return scene, {}
+    with PhysicsWorld(scene, WorldConfig(gravity=cfg.gravity)) as world:
+        world.step_to(cfg.settle_time)
+        end = {o.name: (world.pose(o.name), *world.velocity(o.name)) for o in movable}
+    report, out = {}, {o.name: o for o in scene.objects}
+    for o in movable:
+        pose, lin, ang = end[o.name]
+        q0 = np.asarray(o.quaternion, np.float64)
+        shift = float(np.linalg.norm(pose[:3] - np.asarray(o.position)))
+        angle = float(np.degrees(2 * np.arccos(min(1.0, abs(float(np.dot(pose[3:], q0)))))))
+        if shift <= 5e-4 and angle <= 0.1:
+            continue
+        at_rest = float(np.linalg.norm(lin)) < 0.02 and float(np.linalg.norm(ang)) < 0.2
+        ok = at_rest and shift <= cfg.settle_max_shift and angle <= cfg.settle_max_angle
+        report[o.name] = {"shift_m": shift, "angle_deg": angle, "settled": ok}
+        if not ok:
+            log.warning("object %r does not rest on its collider: it moves %.0f mm and %.1f degrees when the "
+                        "simulation starts%s; kept as it is (fix its collider, or merge it with what it stands on)",
+                        o.name, 1000 * shift, angle, "" if at_rest else " and is still moving")  # fmt: skip
+            continue
+        log.info("object %r settles by %.1f mm and %.2f degrees on its collider: collider turned to rest there",
+                 o.name, 1000 * shift, angle)  # fmt: skip
+        turn = quat_to_matrix(q0).T @ quat_to_matrix(pose[3:])  # R0^T R1: the collider in the rest frame, turned
+        c = o.collider
+        out[o.name] = replace(o, collider=ColliderMesh(c.vertices.astype(np.float64) @ turn.T, c.faces, c.kind, c.parts),
+                              position=tuple(float(v) for v in pose[:3]))  # fmt: skip
+    return scene.with_(objects=tuple(out[o.name] for o in scene.objects)), report
 
 
 def observation(centre: np.ndarray, cameras) -> tuple[float, int]:
@@ -871,7 +938,7 @@ def merge_objects(
     idx = np.concatenate([o.splat_indices for o in parts])
     merged = build_object(new_name or names[0], scene.splats, idx, scene.ground, config)
     keep = [o for o in scene.objects if o.name not in names]
-    return scene.with_(objects=(*keep, merged))
+    return settle_objects(scene.with_(objects=(*keep, merged)), config, names=[merged.name])[0]
 
 
 def rename_object(scene: Scene, old: str, new: str) -> Scene:

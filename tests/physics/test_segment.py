@@ -428,3 +428,69 @@ def test_a_bump_the_cameras_only_graze_is_not_an_object():
     assert np.linalg.norm(np.asarray(found.objects[0].position)[:2]) < 0.05  # the box in the middle stays
     # off: both again
     assert len(segment_scene(scene, SegmentConfig(density=DENSITY, observation_ratio=0)).objects) == 2
+
+
+def _stack_on_a_bump(settle_time: float) -> tuple[Scene, SceneObject]:
+    """A red box on an orange one whose top has a lift's bump (splats 3 cm up by the red box's edge)."""
+    from tests.physics._scenes import union_surface
+
+    rng = np.random.default_rng(3)
+    boxes = (((-0.25, -0.25, 0.0), (0.25, 0.25, 0.2)), ((-0.1, -0.05, 0.2), (0.05, 0.1, 0.35)))
+    g = np.arange(-0.8, 0.8, 0.009)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=5e-4, size=gx.size)], -1)
+    pts = union_surface(boxes, 0.006) + rng.normal(scale=5e-4, size=(1, 3))
+    bump = rng.normal([0.0, -0.12, 0.23], [0.015, 0.015, 0.003], (40, 3))
+    on_top = np.concatenate([pts[:, 2] > 0.2 + 2e-3, np.zeros(len(bump), bool)])
+    pts = np.concatenate([pts, bump])
+    colors = np.where(on_top[:, None], (0.8, 0.15, 0.2), (0.8, 0.5, 0.2)) * rng.uniform(0.6, 1.2, (len(pts), 1))
+    means = np.concatenate([ground, pts])
+    colors = np.concatenate([np.full((len(ground), 3), 0.4), colors])
+    n = len(means)
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), np.full((n, 3), 0.004), np.full(n, 0.9), colors)
+    scene = segment_scene(Scene(splats), SegmentConfig(density=DENSITY, settle_time=settle_time))
+    assert len(scene.objects) == 2
+    return scene, max(scene.objects, key=lambda o: o.position[2])
+
+
+def _motion(scene: Scene, name: str, seconds: float) -> tuple[float, float]:
+    """(metres, degrees) that object ``name`` moves in ``seconds`` of simulation with no edit."""
+    o = scene.object(name)
+    with PhysicsWorld(scene) as world:
+        world.step(seconds)
+        pose = world.pose(name)
+    angle = math.degrees(2 * math.acos(min(1.0, abs(float(np.dot(pose[3:], o.quaternion))))))
+    return float(np.linalg.norm(pose[:3] - np.asarray(o.position))), angle
+
+
+def test_a_box_on_a_bumpy_top_is_settled_so_that_a_simulation_starts_at_rest():
+    raw, upper_raw = _stack_on_a_bump(settle_time=0.0)
+    shift, angle = _motion(raw, upper_raw.name, 2.0)
+    assert angle > 1.0  # unsettled, the upper box's flat bottom rests on the bump's hull and tips
+
+    scene, upper = _stack_on_a_bump(settle_time=1.0)
+    report = scene.metadata["segmentation"]["settled"]
+    assert report[upper.name]["settled"] and report[upper.name]["angle_deg"] == pytest.approx(angle, abs=0.5)
+    for o in scene.objects:  # now nothing moves by itself
+        shift, angle = _motion(scene, o.name, 2.0)
+        assert shift < 1e-3 and angle < 0.2, (o.name, shift, angle)
+    np.testing.assert_array_equal(scene.splats.means, raw.splats.means)  # the splats stay where the capture shows
+    # the collider is turned, not replaced: same volume and mass, the frame at its (moved) centre of mass
+    assert upper.mass == pytest.approx(upper_raw.mass, rel=1e-6)
+    props = mass_properties(upper.collider, upper.mass)
+    np.testing.assert_allclose(props.com, 0.0, atol=1e-6)
+    assert np.linalg.norm(np.asarray(upper.position) - upper_raw.position) == pytest.approx(
+        report[upper.name]["shift_m"], abs=1e-9
+    )
+
+
+def test_an_object_that_falls_far_is_not_settled_and_is_reported(caplog):
+    from physics.segment import settle_objects
+
+    high = SceneObject("high", np.arange(4), box_collider((0.2, 0.2, 0.2)), mass=8.0, position=(0.0, 0.0, 0.4))
+    scene = Scene(primitive_splats(seed=0)[0], objects=(high,), ground=Ground())
+    with caplog.at_level("WARNING", logger="physics.segment"):
+        out, report = settle_objects(scene, SegmentConfig())
+    assert out.object("high") is high  # kept as it is: a 0.3 m fall is not a settle
+    assert not report["high"]["settled"] and report["high"]["shift_m"] > 0.25
+    assert "does not rest on its collider" in caplog.text and "'high'" in caplog.text
