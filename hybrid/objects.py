@@ -172,7 +172,6 @@ def refine_with_views(
     band_reach: float = 0.02,  # on the ground plane: within this fraction of its size of the footprint
     rim_reach: float = 0.01,  # within this fraction of its size of the collider's surface ...
     agree_rim: float = 0.5,  # ... this fraction of the pixels is enough
-    band_scale: float = 2.0,  # a ground-plane splat this many times larger than its object's median is floor
     backend: str = "cpu",
     progress=None,  # called with (views done, views) after each view
 ) -> tuple[Scene, dict[str, int]]:
@@ -191,9 +190,7 @@ def refine_with_views(
     fitted ground plane's threshold (``metadata["segmentation"]``) are candidates only when they
     stand up from the plane (or are needles) within ``band_reach`` of an object's footprint, and
     then by the vote, or without it inside the footprint: an object's bottom edges join, the floor
-    under it (flat splats) stays; so do band splats over ``band_scale`` times the object's median
-    splat (the floor's large splats at a base) and splats below the plane (the floor's underside).
-    Colliders and masses are unchanged.
+    under it (flat splats) stays. Colliders and masses are unchanged.
     """
     from scipy.spatial import ConvexHull, QhullError
 
@@ -226,11 +223,7 @@ def refine_with_views(
         thin = np.take_along_axis(axes, order[:, None, :1], axis=2)[:, :, 0]
         upright = (lo <= 0.75 * hi) & (np.abs(thin @ normal) < np.cos(np.pi / 6))
         band = ~taken & on_plane & (upright | (hi >= 3.0 * mid))
-        # Below the plane is the floor's underside (the lift paints the floor at a base's edges there, seen at
-        # grazing angles): never an object's. Inside a base's silhouette from every view, they passed the vote
-        # and moved with it: the sample's tower carried 56 of them (to 13 cm down), a floor-coloured blob at
-        # its base once it toppled.
-        taken |= on_plane | (height <= -float(ground["threshold"]))
+        taken |= on_plane
         above = height > 0.0
         footing = means + np.outer(np.maximum(height, 1e-3) - height, normal)
     hulls, sizes, cand = [], [], np.full(len(s), -1, np.int64)
@@ -292,12 +285,6 @@ def refine_with_views(
     # silhouette and fail the vote (2026-11-22, the sample densified every 60 steps: 5.4 % of the slab's
     # splats stayed behind, half of its lowest 4 cm; with this 1.7 % and 14 %).
     join |= band[idx] & (best[idx] <= 0.0)
-    # ... but the floor's own splats there are large: a band splat over ``band_scale`` times its object's median
-    # splat is floor (the sample's tower took 5-7 cm floor-coloured splats at its base, 2.5-4x its median,
-    # and drew a pink blob at its end once it toppled).
-    median = np.array([np.median(s.scales[o.splat_indices].max(axis=1)) if o.splat_indices.size else np.inf
-                       for o in scene.objects])  # fmt: skip
-    join &= ~(band[idx] & (s.scales[idx].max(axis=1) > band_scale * median[cand[idx]]))
     added, objects = {}, []
     for k, o in enumerate(scene.objects):
         new = idx[join & (cand[idx] == k)]

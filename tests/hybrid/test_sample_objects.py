@@ -238,33 +238,6 @@ def test_refinement_leaves_no_outline_of_an_object_on_the_floor(found):
 
 
 @pytest.mark.slow
-def test_refinement_takes_no_floor_from_below_the_plane_or_beside_a_base(found):
-    """An object's splats lie in its true box: none from under the floor, few opaque ones outside it.
-
-    The lift paints the floor at a base's edges with large splats below the ground plane and standing at it;
-    inside the base's silhouette from every view, they passed the vote, moved with the object and drew a
-    floor-coloured blob at the toppled tower's end (the world model then made it a dark smudge).
-    """
-    from physics.transforms import quat_to_matrix
-
-    scene, segmented, sim = found
-    match = _match(scene, segmented, sim)
-    refined, _ = refine_with_views(segmented)
-    points = _to_gt(sim, scene.splats.means)
-    opaque = scene.splats.opacities.reshape(-1) > 0.3
-    for o in GT["objects"]:
-        idx = refined.object(match[o["name"]]).splat_indices
-        local = (points[idx] - o["position"]) @ quat_to_matrix(np.asarray(o["quaternion"], np.float64))
-        outside = np.any(np.abs(local) > np.asarray(o["half_extents"]) + 0.03, axis=1) & opaque[idx]
-        below = points[idx, 2] < -0.03
-        # measured on the demo lift (crate, tower, slab, cube; 2026-11-23): opaque outside 19 / 6 / 8 / 0 of
-        # 3808 / 3416 / 1625 / 1019 splats, below the floor 4 / 1 / 0 / 0. Before below-plane and large band
-        # splats were kept out: 58 / 28 / 22 / 0 (up to 1.5 %) and 35 / 20 / 13 / 0
-        assert outside.sum() <= 0.008 * len(idx), (o["name"], int(outside.sum()), len(idx))
-        assert below.sum() <= 0.002 * len(idx), (o["name"], int(below.sum()), len(idx))
-
-
-@pytest.mark.slow
 def test_a_push_moves_the_object_it_hits_and_no_other(found):
     scene, segmented, sim = found
     _, R, _ = sim
