@@ -494,3 +494,16 @@ def test_an_object_that_falls_far_is_not_settled_and_is_reported(caplog):
     assert out.object("high") is high  # kept as it is: a 0.3 m fall is not a settle
     assert not report["high"]["settled"] and report["high"]["shift_m"] > 0.25
     assert "does not rest on its collider" in caplog.text and "'high'" in caplog.text
+
+
+def test_the_objects_cli_says_which_objects_were_settled(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from scenes import save_scene
+
+    scene, upper = _stack_on_a_bump(settle_time=1.0)
+    save_scene(Scene(scene.splats), tmp_path / "s")
+    run = CliRunner().invoke(app, ["objects", str(tmp_path / "s"), "--detect", "--no-sheet", "--density", "500"])
+    assert run.exit_code == 0, run.output
+    assert f"{upper.name} does not rest on its collider" in run.output and "its collider turned" in run.output
