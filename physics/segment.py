@@ -849,9 +849,13 @@ def settle_objects(scene: Scene, config: SegmentConfig | None = None, names=None
     ]
     if cfg.settle_time <= 0 or not movable:
         return scene, {}
-    with PhysicsWorld(scene, WorldConfig(gravity=cfg.gravity)) as world:
-        world.step_to(cfg.settle_time)
-        end = {o.name: (world.pose(o.name), *world.velocity(o.name)) for o in movable}
+    try:
+        with PhysicsWorld(scene, WorldConfig(gravity=cfg.gravity)) as world:
+            world.step_to(cfg.settle_time)
+            end = {o.name: (world.pose(o.name), *world.velocity(o.name)) for o in movable}
+    except PhysicsError as exc:  # a diverging scene is still a scene: its objects are kept as they are
+        log.warning("objects not settled: %s", exc)
+        return scene, {}
     report, out = {}, {o.name: o for o in scene.objects}
     for o in movable:
         pose, lin, ang = end[o.name]
