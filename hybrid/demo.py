@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class LivingResult:
     push_dir: Path | None  # SCENE/push with events.json, cameras.json, poses.json, simulation.mp4, stills
     light: dict  # the fitted capture light (direction, sun, ambient)
     seconds: dict  # per stage
+    settled: dict = field(default_factory=dict)  # objects whose colliders were turned to rest (segmentation's report)
 
 
 def push_event(scene: Scene, camera_index: int = 0, *, time: float = 0.3) -> tuple[dict, str] | None:
@@ -162,4 +163,6 @@ def bring_to_life(
                  times=[PUSH_DURATION], video=False, backend=backend, world_model="off")  # fmt: skip
         _compare(push_dir, len(cams))
         seconds["push"] = time.perf_counter() - t0
-    return LivingResult(tuple(o.name for o in scene.objects), push[1] if push else None, push_dir, light, seconds)
+    settled = scene.metadata.get("segmentation", {}).get("settled", {})
+    return LivingResult(tuple(o.name for o in scene.objects), push[1] if push else None, push_dir, light, seconds,
+                        settled)  # fmt: skip

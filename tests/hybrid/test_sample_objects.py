@@ -291,8 +291,8 @@ def test_the_demo_brings_the_lifted_sample_to_life(demo, found):
         moved = np.linalg.norm(_to_gt(sim, last[name]["position"]) - _to_gt(sim, first[name]["position"]))
         if true_name == "tower":
             assert moved > 0.2, moved
-        else:
-            assert moved < 0.02, (true_name, moved)
+        else:  # not even by the world model's 3 mm: the cube tipped 7.5 mm on its crate before objects were settled
+            assert moved < 0.003, (true_name, moved)
 
 
 @pytest.mark.slow
