@@ -60,6 +60,7 @@ from tiny_world import (  # noqa: E402  (shared with tools/world_model_prior.py)
 )
 
 from hybrid.world_model import SplatState, TrainConfig, WorldModel, apply_world_model, train_world_model  # noqa: E402
+from hybrid.world_model.residual import IN_CHANNELS  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -188,13 +189,19 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
             "floor_psnr": floor, **lift_info}  # fmt: skip
 
 
+def _shipped_net():
+    """The shipped prior's network (its width), else a fresh one of the default width: what a scene runs."""
+    from hybrid.world_model import ResidualNet
+    from hybrid.world_model.prior import load_prior
+
+    return load_prior() or ResidualNet()
+
+
 def residual_timing() -> dict:
     import torch
 
-    from hybrid.world_model import ResidualNet
-
-    net = ResidualNet(16).eval()
-    x = torch.rand(1, 16, 240, 320)
+    net = _shipped_net().eval()
+    x = torch.rand(1, IN_CHANNELS, 240, 320)
     out = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -213,13 +220,12 @@ def residual_timing_gpu(width: int = 1920, height: int = 1080, repeats: int = 50
     """The residual network's forward on CUDA (float32, and float16 autocast), CUDA-event timed medians."""
     import torch
 
-    from hybrid.world_model import ResidualNet
-
     if not torch.cuda.is_available():
         raise SystemExit("--residual-gpu needs a CUDA device")
-    print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}; residual at {width}x{height}")
-    net = ResidualNet(16).eval().cuda()
-    x = torch.rand(1, 16, height, width, device="cuda")
+    net = _shipped_net().eval().cuda()
+    print(f"gpu: {torch.cuda.get_device_name()}, torch {torch.__version__}; residual (width {net.width}) at "
+          f"{width}x{height}")  # fmt: skip
+    x = torch.rand(1, IN_CHANNELS, height, width, device="cuda")
     for label, dtype in (("float32", None), ("float16 autocast", torch.float16), ("bfloat16 autocast", torch.bfloat16)):
         for channels_last in (False, True):
             m = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
