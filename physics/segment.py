@@ -41,7 +41,7 @@ from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
-           "build_object", "merge_objects", "rename_object", "settle_objects", "static_mesh", "HeightField",
+           "build_object", "merge_objects", "rename_object", "settle_objects", "settle_notes", "static_mesh", "HeightField",
            "height_field", "observation"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -814,6 +814,8 @@ def segment_scene(
         bg = splats.means[background].astype(np.float64)
         mesh = static_mesh(bg, voxel=max(0.01 * _extent(bg), 0.02))
     ground = Ground(tuple(fit.normal), fit.offset, mesh=mesh)
+    settled, report = settle_objects(scene.with_(objects=tuple(objects), ground=ground), cfg)
+    objects = settled.objects
     meta = dict(scene.metadata)
     meta["segmentation"] = {
         "ground": {"normal": fit.normal.tolist(), "offset": fit.offset, "tilt_deg": fit.tilt_deg,
@@ -821,11 +823,8 @@ def segment_scene(
         "objects": [{"name": o.name, "splats": int(o.splat_indices.size), "mass": o.mass,
                      "position": list(o.position)} for o in objects],
         "config": {k: v for k, v in cfg.__dict__.items()},
+        "settled": report,
     }  # fmt: skip
-    settled, report = settle_objects(scene.with_(objects=tuple(objects), ground=ground), cfg)
-    meta["segmentation"]["settled"] = report
-    for entry in meta["segmentation"]["objects"]:
-        entry["position"] = list(settled.object(entry["name"]).position)
     return settled.with_(metadata=meta)
 
 
@@ -840,7 +839,7 @@ def settle_objects(scene: Scene, config: SegmentConfig | None = None, names=None
     are). Returns the new scene and, per object that moved, ``{"shift_m", "angle_deg",
     "settled"}``.
     """
-    from physics.transforms import quat_to_matrix
+    from physics.transforms import quat_angle_deg, quat_to_matrix
     from physics.world import PhysicsWorld, WorldConfig
 
     cfg = config or SegmentConfig()
@@ -861,7 +860,7 @@ def settle_objects(scene: Scene, config: SegmentConfig | None = None, names=None
         pose, lin, ang = end[o.name]
         q0 = np.asarray(o.quaternion, np.float64)
         shift = float(np.linalg.norm(pose[:3] - np.asarray(o.position)))
-        angle = float(np.degrees(2 * np.arccos(min(1.0, abs(float(np.dot(pose[3:], q0)))))))
+        angle = quat_angle_deg(pose[3:], q0)
         if shift <= 5e-4 and angle <= 0.1:
             continue
         at_rest = float(np.linalg.norm(lin)) < 0.02 and float(np.linalg.norm(ang)) < 0.2
@@ -879,6 +878,17 @@ def settle_objects(scene: Scene, config: SegmentConfig | None = None, names=None
         out[o.name] = replace(o, collider=ColliderMesh(c.vertices.astype(np.float64) @ turn.T, c.faces, c.kind, c.parts),
                               position=tuple(float(v) for v in pose[:3]))  # fmt: skip
     return scene.with_(objects=tuple(out[o.name] for o in scene.objects)), report
+
+
+def settle_notes(report: dict) -> list[str]:
+    """One line per object of a :func:`settle_objects` report, for people."""
+    out = []
+    for name, r in report.items():
+        what = ("its collider turned to where it comes to rest (its splats stay)" if r["settled"] else
+                "left as it is: fix its collider, or merge it with what it stands on")  # fmt: skip
+        out.append(f"{name} does not rest on its collider (it moves {1000 * r['shift_m']:.1f} mm and "
+                   f"{r['angle_deg']:.1f} degrees when simulated): {what}")  # fmt: skip
+    return out
 
 
 def observation(centre: np.ndarray, cameras) -> tuple[float, int]:

@@ -33,6 +33,7 @@ __all__ = [
     "quat_conjugate",
     "quat_normalize",
     "quat_to_matrix",
+    "quat_angle_deg",
     "matrix_to_quat",
     "quat_left_matrix",
     "pose_compose",
@@ -75,6 +76,10 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:  # [..., 4] wxyz (any norm) -> 
         ],
         -2,
     )
+
+
+def quat_angle_deg(a, b) -> float:  # [4] x [4] wxyz unit -> degrees of the rotation between them (q ~ -q)
+    return float(np.degrees(2.0 * np.arccos(min(1.0, abs(float(np.dot(a, b)))))))
 
 
 def matrix_to_quat(R: np.ndarray) -> np.ndarray:  # [..., 3, 3] rotation -> [..., 4] wxyz with w >= 0

@@ -148,6 +148,7 @@ def _bring_to_life(scene_dir: Path, quiet: bool) -> None:
     from rich.console import Console
 
     from hybrid.demo import PUSH_DURATION, bring_to_life
+    from physics.segment import settle_notes
 
     console = Console(stderr=True, quiet=quiet)
     labels = {"objects": "finding the ground and the objects", "world model": "fitting the world model's light",
@@ -157,10 +158,8 @@ def _bring_to_life(scene_dir: Path, quiet: bool) -> None:
     out = Console(quiet=quiet)
     times = ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in r.seconds.items())
     out.print(f"objects: {', '.join(r.objects) or 'none'}; contact sheet {scene_dir / 'objects.png'}")
-    for name, v in r.settled.items():
-        how = "its collider turned to rest there" if v["settled"] else "left as it is"
-        out.print(f"{name} did not rest on its collider ({1000 * v['shift_m']:.1f} mm, {v['angle_deg']:.1f} degrees "
-                  f"when simulated): {how}")  # fmt: skip
+    for line in settle_notes(r.settled):
+        out.print(line)
     out.print(f"light: direction {r.light['direction']}, sun {r.light['sun']}, ambient {r.light['ambient']}")
     if r.push_dir is not None:
         out.print(f"pushed {r.pushed}: {r.push_dir / 'simulation.mp4'} (and stills, poses.json, events.json)")

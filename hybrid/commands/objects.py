@@ -51,7 +51,7 @@ def objects_command(
     from rich.table import Table
 
     from hybrid.objects import click_seed, contact_sheet, object_table, refine_with_views
-    from physics.segment import SegmentConfig, merge_objects, rename_object, segment_scene
+    from physics.segment import SegmentConfig, merge_objects, rename_object, segment_scene, settle_notes
     from scenes import load_scene, save_scene
     from scenes.errors import ShapeError
 
@@ -70,13 +70,9 @@ def objects_command(
     if detect or points:
         cfg = SegmentConfig(density=density)
         loaded = segment_scene(loaded, cfg, np.array(points) if points else None)
-        settled = loaded.metadata.get("segmentation", {}).get("settled", {})
-        if settled and not as_json:
-            for name, r in settled.items():
-                what = ("its collider turned to where it comes to rest (its splats stay)" if r["settled"] else
-                        "left as it is: fix its collider, or merge it with what it stands on")  # fmt: skip
-                typer.echo(f"{name} does not rest on its collider (it moves {1000 * r['shift_m']:.1f} mm and "
-                           f"{r['angle_deg']:.1f} degrees when simulated): {what}")  # fmt: skip
+        if not as_json:
+            for line in settle_notes(loaded.metadata["segmentation"]["settled"]):
+                typer.echo(line)
         if refine and loaded.capture_cameras and loaded.objects:
             loaded, added = refine_with_views(loaded, backend=backend)
             if not as_json:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from hybrid.world_model.relight import Relighting, ShadeResult, dc_colors, with_extra
-from physics.transforms import eval_sh
+from physics.transforms import eval_sh, quat_angle_deg
 from scenes.errors import ShapeError
 from scenes.scene import Camera, Scene
 from scenes.splats import Splats
@@ -75,7 +75,7 @@ class SplatState:
                 moved[group] = True
                 continue
             dp = np.linalg.norm(np.asarray(pose["position"]) - obj.position)
-            turn = 2.0 * np.degrees(np.arccos(min(1.0, abs(float(np.dot(pose["quaternion"], obj.quaternion))))))
+            turn = quat_angle_deg(pose["quaternion"], obj.quaternion)
             if dp > tolerance or turn > angle_tolerance_deg:
                 moved[group] = True
         s = scene.splats
