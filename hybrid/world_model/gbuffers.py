@@ -148,7 +148,7 @@ def render_gbuffers(
         raise ShapeError(f"render_gbuffers: the state has {n} splats, the relighting {len(relighting.albedo)}")
     view = state.view_colors(camera.position)
     dc = dc_colors(scene.splats.sh)
-    relit = relighting.colors(shade, view, dc)
+    relit = relighting.colors(shade, view, dc, state.moved)
     extra = state.extra if state.extra is not None and len(state.extra) else None
     if extra is not None:  # spawned meshes: their colour is their albedo, shaded like the scene's splats
         if shade.extra_shading is None or len(shade.extra_shading) != len(extra):

@@ -27,6 +27,7 @@ from hybrid.world_model import (
 from hybrid.world_model.relight import FLOATING
 from hybrid.world_model.residual import gate_reach, residual_output
 from scenes import Light, SceneError, ShapeError, load_scene, save_scene
+from scenes.splats import rgb_to_sh0
 from tests.hybrid._world_model_scenes import (
     CANOPY_CENTER,
     CANOPY_HALF,
@@ -578,3 +579,49 @@ def test_an_object_that_only_settles_has_not_moved():
                                                 "linear": [0.5, 0.0, 0.0]}]))  # fmt: skip
     pushed.step(0.5)
     assert SplatState.of_world(pushed).moved.all()
+
+
+def test_the_floor_a_moved_object_hid_takes_the_colour_of_the_floor_around_it():
+    """A cube resting on the floor hides the floor under it from every capture camera; a lift paints it with
+    guesses (here: black). Once the cube moves away, relight draws that floor from its surroundings, and at rest
+    nothing changes."""
+    from hybrid.world_model.relight import GROUND, covered_ground
+
+    scene, truth = cube_over_plane(cube_center=(0.0, 0.0, CUBE_HALF), floor_half=0.45, spacing=0.015)
+    floor = truth["floor"]
+    fm = scene.splats.means[floor]
+    under = floor[np.all(np.abs(fm[:, :2]) < CUBE_HALF - 0.025, axis=1)]
+    sh = scene.splats.sh.copy()
+    sh[under] = rgb_to_sh0(np.full((len(under), 3), 0.02))[:, None, :]  # the lift's guess under the box
+    scene = scene.with_(splats=replace(scene.splats, sh=sh))
+    rel = Relighting.fit(scene, light=LIGHT)
+    cover = covered_ground(scene, rel.shadow_groups)
+    hidden = np.nonzero(cover == 0)[0]
+    assert set(under) <= set(hidden) and np.all(rel.shadow_groups[hidden] == GROUND)
+    outer = np.max(np.abs(scene.splats.means[hidden, :2]))
+    assert outer <= CUBE_HALF - 0.02 + 1e-6  # only inside the footprint, inset by REVEAL_INSET
+    # at rest the relit render is the capture
+    cams = list(scene.capture_cameras[:2])
+    rest = SplatState.rest(scene)
+    plain = WorldModel(scene, "off").images(rest, cams)
+    relit = WorldModel(scene, "relight", relighting=rel).images(rest, cams)
+    assert all(psnr(a, b) > 50.0 for a, b in zip(plain, relit, strict=True))
+    # moved away: the hidden floor's albedo is its surroundings' (the checker's two colours), not black
+    state = moved_state(scene, truth, (0.0, 0.3, 0.0))
+    assert np.array_equal(rel.revealed(state.moved), cover >= 0)
+    revealed = rel.albedo_revealed[under]
+    err = np.abs(revealed - truth["albedo"][under]).mean(axis=1)
+    assert np.median(err) < 0.08
+    assert np.abs(rel.albedo[under] - truth["albedo"][under]).mean(axis=1).min() > 0.3  # the guess was far off
+    cam = top_camera(size=128)
+    (frame,) = WorldModel(scene, "relight", relighting=rel).render(state, [cam], keep_gbuffers=True)
+    px = np.round(np.array([64.0, 64.0])).astype(int)  # the cube's old centre (top camera over the origin)
+    patch = frame.image[px[1] - 3 : px[1] + 4, px[0] - 3 : px[0] + 4].mean(axis=(0, 1))
+    lit = np.asarray(LIGHT.ambient) + np.asarray(LIGHT.color) * LIGHT.direction[2]
+    expected = 0.5 * (np.array([0.75, 0.7, 0.6]) + np.array([0.55, 0.6, 0.7])) * lit
+    np.testing.assert_allclose(patch, expected, atol=0.1)
+    engine = WorldModel(scene, "off").images(state, [cam])[0]
+    assert engine[px[1] - 3 : px[1] + 4, px[0] - 3 : px[0] + 4].mean() < 0.1  # the engine shows the black guess
+    # a floating cube (the fixture's) stands on nothing and hides nothing
+    floating, _ = cube_over_plane(floor_half=0.45, spacing=0.015)
+    assert not (covered_ground(floating, Relighting.fit(floating, light=LIGHT).shadow_groups) >= 0).any()
