@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from physics.colliders import convex_collider, mass_properties
+from physics.transforms import plane_basis
 from scenes.errors import PhysicsError, SceneError, ShapeError
 from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
@@ -324,7 +325,7 @@ def _find(
     if colors is not None and not seeded and cfg.stack_color_distance > 0:
         clusters = _split_clusters(clusters, pts, height[cand], _chroma(np.asarray(colors)[cand]), up, cfg)
     if sizes is not None and cfg.skirt_scale > 0:
-        uv = pts @ _horizontal_basis(up)[:2].T
+        uv = pts @ plane_basis(up)[:2].T
         clusters = {lab: _drop_skirt(m, uv, height[cand], np.asarray(sizes, np.float64)[cand], eps, cfg)
                     for lab, m in clusters.items()}  # fmt: skip
     # support: on the ground, on the background, or close to a supported cluster (stacks); the rest float
@@ -402,7 +403,7 @@ def _split_clusters(
     cfg: SegmentConfig,
 ) -> dict[int, np.ndarray]:  # fmt: skip
     """Split clusters that are stacks (an object resting on a wider one) into their objects."""
-    basis = _horizontal_basis(up)
+    basis = plane_basis(up)
     out, next_label = {}, max(clusters, default=-1) + 1
     for lab, m in clusters.items():
         idx = np.nonzero(m)[0]
@@ -525,13 +526,6 @@ def _voxel_surface(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return verts, np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]])
 
 
-def _horizontal_basis(normal: np.ndarray) -> np.ndarray:  # [3] -> [3, 3] rows e1, e2, normal (right-handed)
-    n = normal / np.linalg.norm(normal)
-    e1 = np.cross(n, [1.0, 0, 0] if abs(n[0]) < 0.9 else [0, 1.0, 0])
-    e1 /= np.linalg.norm(e1)
-    return np.stack([e1, np.cross(n, e1), n])
-
-
 @dataclass(frozen=True)
 class HeightField:
     """The solid under an object's visible top surface: a column per horizontal cell from the ground up.
@@ -611,7 +605,7 @@ def height_field(
     """The :class:`HeightField` of ``points``: per cell the highest point, one-cell gaps closed (see the class)."""
     from scipy.ndimage import binary_closing, binary_fill_holes, binary_opening, grey_dilation
 
-    basis = _horizontal_basis(np.asarray(normal, np.float64))
+    basis = plane_basis(np.asarray(normal, np.float64))
     pts = np.asarray(points, np.float64).reshape(-1, 3)
     local = pts @ basis.T
     h = np.maximum(local[:, 2] - offset, 0.0)
@@ -721,7 +715,7 @@ def _rest_on_supports(
     """Rebuild objects whose colliders dip into an object under them (stacks) to stand on its top."""
     if len(objects) < 2:
         return objects
-    basis = _horizontal_basis(fit.normal)
+    basis = plane_basis(fit.normal)
     world = [np.asarray(o.collider.vertices, np.float64) + o.position for o in objects]  # frames are unrotated
     heights = [fit.height(v) for v in world]
     boxes = [(v @ basis[:2].T).min(0) for v in world], [(v @ basis[:2].T).max(0) for v in world]

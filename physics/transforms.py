@@ -34,6 +34,7 @@ __all__ = [
     "quat_normalize",
     "quat_to_matrix",
     "quat_angle_deg",
+    "plane_basis",
     "matrix_to_quat",
     "quat_left_matrix",
     "pose_compose",
@@ -80,6 +81,15 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:  # [..., 4] wxyz (any norm) -> 
 
 def quat_angle_deg(a, b) -> float:  # [4] x [4] wxyz unit -> degrees of the rotation between them (q ~ -q)
     return float(np.degrees(2.0 * np.arccos(min(1.0, abs(float(np.dot(a, b)))))))
+
+
+def plane_basis(normal) -> np.ndarray:  # [3] -> [3, 3] rows e1, e2, unit normal (right-handed)
+    """Two unit vectors spanning the plane of ``normal``, then the normal: ``points @ basis[:2].T`` are plane coordinates."""
+    n = np.asarray(normal, np.float64)
+    n = n / np.linalg.norm(n)
+    e1 = np.cross(n, [1.0, 0, 0] if abs(n[0]) < 0.9 else [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    return np.stack([e1, np.cross(n, e1), n])
 
 
 def matrix_to_quat(R: np.ndarray) -> np.ndarray:  # [..., 3, 3] rotation -> [..., 4] wxyz with w >= 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from physics.transforms import quat_to_matrix
+from physics.transforms import plane_basis, quat_to_matrix
 from scenes.errors import ShapeError
 from scenes.scene import Camera, Light, Scene
 from scenes.splats import SH_C0, Splats
@@ -296,7 +296,7 @@ def covered_ground(scene: Scene, groups: np.ndarray, inset: float = REVEAL_INSET
     normal = np.asarray(scene.ground.normal, np.float64)
     means = np.asarray(scene.splats.means, np.float64)
     height = means @ normal - scene.ground.offset
-    uv = means @ _plane_basis(normal).T
+    uv = means @ plane_basis(normal)[:2].T
     for k, obj in enumerate(scene.objects):
         idx = np.asarray(obj.splat_indices)
         low = idx[height[idx] <= contact]
@@ -328,21 +328,13 @@ def revealed_albedo(means: np.ndarray, albedo: np.ndarray, groups: np.ndarray, c
     source = np.nonzero((np.asarray(groups) == GROUND) & (cover < 0))[0]
     if len(hidden) == 0 or len(source) == 0:
         return out
-    uv = np.asarray(means, np.float64) @ _plane_basis(np.asarray(normal, np.float64)).T
+    uv = np.asarray(means, np.float64) @ plane_basis(normal)[:2].T
     k = min(k, len(source))
     d, j = cKDTree(uv[source]).query(uv[hidden], k=k)
     d, j = d.reshape(len(hidden), k), j.reshape(len(hidden), k)
     w = 1.0 / np.maximum(d, 1e-3)
     out[hidden] = (np.asarray(albedo, np.float64)[source[j]] * w[..., None]).sum(axis=1) / w.sum(axis=1)[:, None]
     return out
-
-
-def _plane_basis(normal: np.ndarray) -> np.ndarray:  # [3] -> [2, 3] two unit vectors spanning the plane
-    n = normal / np.linalg.norm(normal)
-    a = np.array([1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    e1 = np.cross(n, a)
-    e1 /= np.linalg.norm(e1)
-    return np.stack([e1, np.cross(n, e1)])
 
 
 def _collider_normals(points: np.ndarray, collider) -> tuple[np.ndarray | None, np.ndarray, float]:
