@@ -348,14 +348,15 @@ def _find(
                     grew = True
                     break
     out = []
-    for lab, m in clusters.items():
+    for lab, m in sorted(clusters.items()):
         if not seeded and lab not in supported:
             log.info("cluster of %d splats floats %.3f m above the ground: not an object", m.sum(), bottoms[lab])
             continue
         idx = cand[m]
         w = weights[idx]
         out.append(ObjectCandidate(idx, (w @ means[idx]) / w.sum(), bottoms[lab], lab in supported))
-    out.sort(key=lambda o: tuple(np.round(o.centroid, 6)))
+    if not seeded:  # deterministic order; with seeds, the seeds' order (labels are seed indices)
+        out.sort(key=lambda o: tuple(np.round(o.centroid, 6)))
     return out, cand[bg_mask]
 
 
@@ -781,7 +782,7 @@ def segment_scene(
     config: SegmentConfig | None = None,
     seeds: np.ndarray | None = None,  # [S, 3] world points; when given only these objects are made
     *,
-    names: list[str] | None = None,  # object names (default object_0, object_1, ...)
+    names: list[str] | None = None,  # object names, in the seeds' order when seeded (default object_0, ...)
 ) -> Scene:
     """Find the ground and the objects of ``scene`` and give each a collider and mass; returns a new scene."""
     cfg = config or SegmentConfig()

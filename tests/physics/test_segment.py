@@ -186,6 +186,17 @@ def test_concave_shape_gets_a_compound_collider_that_keeps_its_notch():
     assert world.pick([0.25, 0.0, 1.3], [0, 0, -1]).point[2] == pytest.approx(1.05, abs=0.01)  # the notch is empty
 
 
+def test_seeded_objects_take_their_names_in_the_seeds_order(lifted):
+    # found objects are otherwise sorted by centroid (box_a, ball, box_b here); a person naming the objects they
+    # pointed at expects each name on the object its seed hit
+    splats, labels, _ = lifted
+    seeds = np.array([[0.3, 0.35, 0.16], [0.2, -0.4, 0.16], [-0.4, 0.0, 0.1]])  # box_b's top, ball's top, box_a's
+    scene = segment_scene(Scene(splats), SegmentConfig(density=DENSITY), seeds=seeds, names=["b", "ball", "a"])
+    assert [o.name for o in scene.objects] == ["b", "ball", "a"]
+    for name, truth in (("b", "box_b"), ("ball", "ball"), ("a", "box_a")):
+        assert np.isin(scene.object(name).splat_indices, labels[truth]).mean() > 0.95
+
+
 def test_merge_and_rename(lifted):
     _, _, scene = lifted
     names = [o.name for o in scene.objects]
