@@ -4,8 +4,9 @@ Shared by the world-model benchmark (``tools/bench/world_model.py``) and the cor
 residual's prior (``tools/world_model_prior.py``): a textured ground with three textured boxes
 settled by PyBullet, an orbit of capture frames under a light, and the scene's splats either
 built from the known geometry with their colours fitted to the frames through
-``render.rasterize`` (``build_scene``) or lifted from the frames by ``hybrid.lift`` and given to
-the boxes by their known poses (``lift_scene``).
+``render.rasterize`` (``build_scene``) or lifted from the frames by ``hybrid.lift``, its objects
+found by the product's segmentation seeded on each box or given the splats inside the boxes'
+known poses (``lift_scene``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,31 @@ class TinyScene:
             w, x, y, z = pose["quaternion"]
             self.p.resetBasePositionAndOrientation(box["id"], pose["position"], [x, y, z, w],
                                                    physicsClientId=self.client)  # fmt: skip
+
+    def follow(self, scene: Scene, poses: dict) -> dict:
+        """The true boxes' poses when each moves as the scene's object of its name moved from its rest pose.
+
+        ``poses``: object name -> {"position", "quaternion" (wxyz)}, as ``World.poses`` gives them. With the
+        boxes' own poses as the objects' rest poses (``assign_boxes``) this is ``poses`` itself; with detected
+        objects (``detect_boxes``: hull colliders, their own frames) it carries each object's rigid motion
+        since rest over to the true box matched to it.
+        """
+        from physics.transforms import matrix_to_quat, quat_to_matrix
+
+        out = {}
+        objects = {o.name: o for o in scene.objects}
+        for box in self.boxes:
+            o, pose = objects.get(box["name"]), poses.get(box["name"])
+            if o is None or pose is None:
+                continue
+            r0 = quat_to_matrix(np.asarray(o.quaternion, np.float64))
+            r1 = quat_to_matrix(np.asarray(pose["quaternion"], np.float64))
+            rot = r1 @ r0.T  # the object's motion since rest: x -> rot x + shift
+            shift = np.asarray(pose["position"], np.float64) - rot @ np.asarray(o.position, np.float64)
+            rb = rot @ quat_to_matrix(np.asarray(box["quaternion"], np.float64))
+            out[box["name"]] = {"position": (rot @ box["position"] + shift).tolist(),
+                                "quaternion": np.asarray(matrix_to_quat(rb), np.float64).tolist()}  # fmt: skip
+        return out
 
     def render(self, cam: Camera, light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # rgb [H,W,3], depth [H,W]
         p = self.p
@@ -284,8 +310,13 @@ def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log
 
 # ------------------------------------------------------------------------------------------- lifted
 def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None,
-               steps: int | None = None) -> tuple[Scene, dict]:  # fmt: skip
-    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras); splats assigned to the boxes.
+               steps: int | None = None, objects: str = "known") -> tuple[Scene, dict]:  # fmt: skip
+    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras), with its objects.
+
+    ``objects``: ``"known"``, the splats inside each box's known pose (grown by 10 % + 2 cm) are that
+    box's and the colliders are the true boxes (``assign_boxes``); ``"detect"``, the objects are what
+    the product finds (``detect_boxes``: ``segment_scene`` and ``refine_with_views``, as ``hybrid demo``
+    runs them), each named after the true box it stands on.
 
     ``steps`` replaces the preset's optimisation steps (800). With ``cache``, the lift is kept in
     ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps) and reused by
@@ -300,7 +331,7 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache:
     if cache is not None and (cache / name / "lift_info.json").exists():  # a lift of the same orbit
         lifted_dir = cache / name
         info = json.loads((lifted_dir / "lift_info.json").read_text())
-        return assign_boxes(tiny, captures, lifted_dir, info, log)
+        return _objects(objects)(tiny, captures, lifted_dir, info, log)
     src = tmp / f"capture{seed}"
     src.mkdir(parents=True, exist_ok=True)
     names = []
@@ -320,7 +351,13 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache:
     )
     info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan"))}
     (lifted_dir / "lift_info.json").write_text(json.dumps(info))
-    return assign_boxes(tiny, captures, lifted_dir, info, log)
+    return _objects(objects)(tiny, captures, lifted_dir, info, log)
+
+
+def _objects(how: str):
+    if how not in ("known", "detect"):
+        raise ValueError(f"objects: 'known' or 'detect', not {how!r}")
+    return assign_boxes if how == "known" else detect_boxes
 
 
 def assign_boxes(tiny: TinyScene, captures, lifted_dir: Path, info: dict, log=None) -> tuple[Scene, dict]:
@@ -349,3 +386,26 @@ def assign_boxes(tiny: TinyScene, captures, lifted_dir: Path, info: dict, log=No
     scene = Scene(lifted.splats, objects=tuple(objects), ground=Ground(friction=0.9, restitution=0.0), light=Light(),
                   capture_cameras=tuple(c for c, _, _ in captures))  # fmt: skip
     return scene, info
+
+
+def detect_boxes(tiny: TinyScene, captures, lifted_dir: Path, info: dict, log=None) -> tuple[Scene, dict]:
+    """The lifted scene's objects as the product finds them when a person points at each box.
+
+    ``segment_scene`` with a seed on each true box's top face (``hybrid objects --detect --object
+    x,y,z``: the clusters the seeds hit, a cluster that holds two boxes split between them), hull
+    colliders, masses from the density, settling; then ``refine_with_views`` (the capture views' vote
+    on the splats at each object's edges), as ``hybrid demo`` runs it. Objects are named after their boxes.
+    """
+    from hybrid.objects import refine_with_views
+    from physics.segment import segment_scene
+    from scenes import load_scene
+
+    lifted = load_scene(lifted_dir, load_weights=False)
+    seeds = np.array([b["position"] + [0.0, 0.0, b["half"][2]] for b in tiny.boxes])  # [B, 3] top-face centres
+    scene = segment_scene(lifted, seeds=seeds, names=[b["name"] for b in tiny.boxes])
+    scene, added = refine_with_views(scene)
+    info = {**info, "box_splats": [len(o.splat_indices) for o in scene.objects]}
+    if log:
+        log(f"  lifted: {len(scene.splats)} splats in {info['lift_s']:.0f} s, held-out PSNR "
+            f"{info['heldout_psnr']:.2f} dB; detected box splats {info['box_splats']} ({added} by the views)")  # fmt: skip
+    return scene.with_(light=Light(), capture_cameras=tuple(c for c, _, _ in captures)), info

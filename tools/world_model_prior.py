@@ -9,14 +9,15 @@ random capture light:
 1. a 24-frame capture orbit is rendered by TinyRenderer (the independent renderer) and the
    scene's splats are built from the known geometry with their colours fitted to the frames, or,
    for the last ``--lifted`` scenes, lifted from the frames by ``hybrid.lift`` (fast preset,
-   known cameras; splats given to the boxes by their known poses), so that the prior also sees
-   what a real lift draws: blurred edges, floaters, floor under the boxes, thick shells;
+   known cameras; the objects found as the product finds them, ``--objects detect``: segmentation
+   seeded on each box, then the capture views' vote), so that the prior also sees what a real lift
+   and its segmentation give: blurred edges, floaters, floor under the boxes, thick shells;
 2. the explicit layer is fitted as it is for any scene (``Relighting.fit``: light direction,
    sun, ambient and shadow strength all estimated);
 3. interventions are simulated by our ``World`` (a box set sliding, a box pushed over at its
    top, a box dropped from above, a box removed); at random times and from random viewpoints
-   the engine's G-buffers are rendered, and TinyRenderer renders the truth with the boxes at
-   the simulated poses;
+   the engine's G-buffers are rendered, and TinyRenderer renders the truth with each box moved
+   as its object moved;
 4. the residual network is trained on these pairs (gated L1 against the truth, the loss of
    per-scene training) and written as safetensors.
 
@@ -105,11 +106,11 @@ def edit_events(kind: str, box: dict, rng: np.random.Generator) -> list[dict]:
 
 
 def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS, rough: float = 0.0,
-                  lift_cache: Path | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+                  lift_cache: Path | None = None, objects: str = "detect") -> dict[str, np.ndarray]:  # fmt: skip
     """Every (network input, base, gate, truth) of one corpus scene, float16, keyed ``{field}{i}``.
 
     With ``lift_cache`` the scene is lifted from its capture orbit (kept in that folder) instead of
-    built from the known geometry.
+    built from the known geometry, and its objects are found as ``objects`` says (``tiny_world.lift_scene``).
     """
     from hybrid.world import World
     from hybrid.world_model import Relighting, SplatState, WorldModel
@@ -122,7 +123,7 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
     try:
         captures = capture_orbit(tiny, light)
         if lift_cache is not None:
-            scene, _ = lift_scene(tiny, captures, seed, tmp, cache=lift_cache)
+            scene, _ = lift_scene(tiny, captures, seed, tmp, cache=lift_cache, objects=objects)
             how = " (lifted)"
         else:
             scene = build_scene(tiny, captures, seed, colour_steps=colour_steps, rough=rough)
@@ -139,7 +140,7 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
             for t in np.sort(rng.uniform(0.3, 2.0, TIMES_PER_EDIT)):
                 world.advance_to(float(t))
                 poses = world.poses()
-                tiny.set_poses(poses)
+                tiny.set_poses(tiny.follow(scene, poses))  # the true boxes move as their objects did
                 if box["name"] not in poses:  # removed: out of TinyRenderer's sight
                     tiny.set_poses({box["name"]: {"position": [0.0, 0.0, -50.0], "quaternion": [1, 0, 0, 0]}})
                 state = SplatState.of_world(world)
@@ -151,7 +152,7 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
                     for key, value in (("x", x), ("base", base), ("gate", gate), ("target", truth)):
                         out[f"{key}{n}"] = np.ascontiguousarray(value.numpy(), dtype=np.float16)
                     n += 1
-            tiny.set_poses(rest_pose)
+            tiny.set_poses(tiny.follow(scene, rest_pose))
         return out
     finally:
         tiny.close()
@@ -194,6 +195,9 @@ def main() -> None:
                     help="folder of the corpus samples (kept; a rerun reuses them)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "hybrid" / "world_model" / "prior.safetensors")
     ap.add_argument("--seed", type=int, default=0, help="training seed (crops, batches, initialisation)")
+    ap.add_argument("--objects", choices=("detect", "known"), default="detect",
+                    help="the lifted scenes' objects: found by the product's segmentation with a seed on each box "
+                         "(detect), or the splats inside the boxes' known poses (known; the priors before session 12)")  # fmt: skip
     ap.add_argument("--corpus-only", action="store_true", help="build the corpus, do not train")
     a = ap.parse_args()
 
@@ -211,7 +215,8 @@ def main() -> None:
             if not path.exists():
                 arrays = scene_samples(seed, Path(tmp), bar.console.print,
                                        rough=a.rough if seed >= a.rough_from and seed not in lifted else 0.0,
-                                       lift_cache=a.corpus / "lifts" if seed in lifted else None)  # fmt: skip
+                                       lift_cache=a.corpus / "lifts" if seed in lifted else None,
+                                       objects=a.objects)  # fmt: skip
                 part = path.with_suffix(".part")
                 save_file(arrays, str(part))
                 os.replace(part, path)  # atomic: an interrupted run leaves no half-written scene

@@ -21,9 +21,14 @@ For each scene (seeded boxes on a textured ground, PyBullet physics):
 
 ``--lift`` replaces step 2 by the real lifting pipeline: the capture frames are written as PNGs
 with a nerfstudio ``transforms.json`` (the known cameras: no SfM, the benchmark's world frame in
-metres) and lifted with ``hybrid.lift`` (``fast`` preset); a lifted splat belongs to a box when
-its centre lies inside the box's known pose and half extents (inflated by 10 % + 2 cm), the
-rest is the static ground; the colliders are the known box shapes.
+metres) and lifted with ``hybrid.lift`` (``fast`` preset). Its objects are found as the product
+finds them (``--objects detect``, the default): ``segment_scene`` with a seed on each box's top
+face (what ``hybrid objects --detect --object x,y,z`` does when a person points at the boxes),
+hull colliders, masses from the density, settling, then ``refine_with_views``; each object is
+named after its box, and the true box moves as its object moved from rest. ``--objects known``
+is the older shortcut: a lifted splat belongs to a box when its centre lies inside the box's
+known pose and half extents (inflated by 10 % + 2 cm: the floor around and under the box goes
+with it), the rest is the static ground; the colliders are the known box shapes.
 
 Prints the table and writes it (markdown) with the failure/fix PNGs beside it.
 """
@@ -94,7 +99,7 @@ def scores(pred, gt, changed) -> dict:
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
               colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
-              lift_steps: int | None = None) -> dict:  # fmt: skip
+              lift_steps: int | None = None, objects: str = "known") -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
@@ -103,7 +108,7 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     captures = capture_orbit(tiny)
     lift_info = {}
     if use_lift:
-        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache, lift_steps)
+        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache, lift_steps, objects)
     else:
         scene = build_scene(tiny, captures, seed, colour_steps, log)
     t_build = time.perf_counter() - t0
@@ -133,7 +138,8 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     rest_gt = [tiny.render(c, L0)[0] for c in evals]
 
     # the push: the largest box, hit in the middle of a side towards the scene's outside
-    box = max(tiny.boxes, key=lambda b: float(np.prod(b["half"])))
+    names = {o.name for o in scene.objects}  # with detected objects, a box no object matched cannot be pushed
+    box = max((b for b in tiny.boxes if b["name"] in names), key=lambda b: float(np.prod(b["half"])))
     direction = box["position"][:2] / max(np.linalg.norm(box["position"][:2]), 1e-6)
     direction = np.array([-direction[1], direction[0]])  # sideways: along the circle, away from the others
     velocity = np.r_[direction * 2.2, 0.0]  # a push: the box is set sliding at 2.2 m/s
@@ -143,7 +149,7 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     for t in PUSH_TIMES:
         world.advance_to(t)
         poses = world.poses()
-        tiny.set_poses(poses)
+        tiny.set_poses(tiny.follow(scene, poses))
         gts = [tiny.render(c, L0)[0] for c in evals]
         state = SplatState.of_world(world)
         frames = full.render(state, evals, keep_gbuffers=True)
@@ -157,7 +163,8 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
                              "changed_frac": float(changed.mean()), **scores(pred, gt, changed)})  # fmt: skip
             if ci == 0 and t == 1.0:
                 panels["push"] = [rest_gt[ci], gt, engine[ci], relit, fr.image]
-    tiny.set_poses({o.name: {"position": list(o.position), "quaternion": list(o.quaternion)} for o in scene.objects})
+    tiny.set_poses(tiny.follow(scene, {o.name: {"position": o.position, "quaternion": o.quaternion}
+                                       for o in scene.objects}))  # fmt: skip
     state = SplatState.rest(scene)
     engine = off.images(state, evals)
     floor = float(np.mean([psnr(e, g) for e, g in zip(engine, rest_gt, strict=True)]))  # no edit vs ground truth
@@ -279,6 +286,10 @@ def main() -> None:
     )
     ap.add_argument("--lift-steps", type=int, default=None,
                     help="with --lift: optimisation steps of the lift (default: the fast preset's 800)")  # fmt: skip
+    ap.add_argument("--objects", choices=("detect", "known"), default="detect",
+                    help="with --lift: the objects are what the product detects with a seed on each box "
+                         "(segment_scene + refine_with_views, hull colliders; detect), or the splats inside the "
+                         "boxes' known poses grown by 10 %% + 2 cm with the true boxes as colliders (known)")  # fmt: skip
     ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
@@ -306,6 +317,7 @@ def main() -> None:
                     a.lift,
                     a.lift_cache,
                     a.lift_steps,
+                    a.objects,
                 )  # fmt: skip
             )
             # rows so far, in case a long run is cut short
@@ -324,8 +336,10 @@ def report(results: list[dict], timing: dict, args=None) -> str:
     lines = ["## World model (tools/bench/world_model.py)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}. "
              f"{len(results)} scenes (seeds 0..{len(results) - 1}), {W}x{H}, TinyRenderer ground truth with shadows; "
-             + ("lifted with hybrid lift --preset fast (known cameras), splats assigned to the boxes by their "
-                "known poses; " if getattr(args, "lift", False) else
+             + ("lifted with hybrid lift --preset fast (known cameras), "
+                + ("splats assigned to the boxes by their known poses; " if getattr(args, "objects", "") == "known"
+                   else "objects detected (segment_scene seeded on each box, refine_with_views); ")
+                if getattr(args, "lift", False) else
                 "splats built from the known geometry with colours fitted to the capture frames (not lifted; "
                 f"{getattr(args, 'colour_steps', '?')} colour steps); ")
              + "light direction "
