@@ -107,7 +107,7 @@ class TinyScene:
         objects (``detect_boxes``: hull colliders, their own frames) it carries each object's rigid motion
         since rest over to the true box matched to it.
         """
-        from physics.transforms import matrix_to_quat, quat_to_matrix
+        from physics.transforms import pose_compose, pose_relative
 
         out = {}
         objects = {o.name: o for o in scene.objects}
@@ -115,13 +115,9 @@ class TinyScene:
             o, pose = objects.get(box["name"]), poses.get(box["name"])
             if o is None or pose is None:
                 continue
-            r0 = quat_to_matrix(np.asarray(o.quaternion, np.float64))
-            r1 = quat_to_matrix(np.asarray(pose["quaternion"], np.float64))
-            rot = r1 @ r0.T  # the object's motion since rest: x -> rot x + shift
-            shift = np.asarray(pose["position"], np.float64) - rot @ np.asarray(o.position, np.float64)
-            rb = rot @ quat_to_matrix(np.asarray(box["quaternion"], np.float64))
-            out[box["name"]] = {"position": (rot @ box["position"] + shift).tolist(),
-                                "quaternion": np.asarray(matrix_to_quat(rb), np.float64).tolist()}  # fmt: skip
+            motion = pose_relative(np.r_[pose["position"], pose["quaternion"]], np.r_[o.position, o.quaternion])
+            now = pose_compose(motion, np.r_[box["position"], box["quaternion"]])
+            out[box["name"]] = {"position": now[:3].tolist(), "quaternion": now[3:].tolist()}
         return out
 
     def render(self, cam: Camera, light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # rgb [H,W,3], depth [H,W]
@@ -310,13 +306,13 @@ def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log
 
 # ------------------------------------------------------------------------------------------- lifted
 def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None,
-               steps: int | None = None, objects: str = "known") -> tuple[Scene, dict]:  # fmt: skip
+               steps: int | None = None, objects: str = "detect") -> tuple[Scene, dict]:  # fmt: skip
     """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras), with its objects.
 
-    ``objects``: ``"known"``, the splats inside each box's known pose (grown by 10 % + 2 cm) are that
-    box's and the colliders are the true boxes (``assign_boxes``); ``"detect"``, the objects are what
-    the product finds (``detect_boxes``: ``segment_scene`` and ``refine_with_views``, as ``hybrid demo``
-    runs them), each named after the true box it stands on.
+    ``objects``: ``"detect"``, the objects are what the product finds (``detect_boxes``:
+    ``segment_scene`` and ``refine_with_views``, as ``hybrid demo`` runs them), each named after the
+    true box it stands on; ``"known"``, the splats inside each box's known pose (grown by 10 % + 2 cm)
+    are that box's and the colliders are the true boxes (``assign_boxes``).
 
     ``steps`` replaces the preset's optimisation steps (800). With ``cache``, the lift is kept in
     ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps) and reused by

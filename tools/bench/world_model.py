@@ -99,7 +99,7 @@ def scores(pred, gt, changed) -> dict:
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
               colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
-              lift_steps: int | None = None, objects: str = "known") -> dict:  # fmt: skip
+              lift_steps: int | None = None, objects: str = "detect") -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
