@@ -389,6 +389,49 @@ def test_large_debris_beside_a_low_objects_base_is_not_the_object():
     assert hi[0] == pytest.approx(0.25, abs=0.01)  # the collider ends at the box's face, not at the debris
 
 
+def test_floaters_chained_to_an_objects_base_are_not_the_object():
+    """A lift's other pattern at a base: ordinary-sized floaters beside it, joined by a sparse chain.
+
+    The clustering radius follows the whole scene's spacing; at it, a chain of splats a few cm
+    above the ground ties a clump 20 cm out to the box (on one lift of the sample video the
+    crate's hull reached 20-25 cm past two of its sides). At the box's own spacing the chain
+    breaks: chain and clump are dropped, while a side that the lift drew more sparsely than the
+    rest (inside the footprint) stays.
+    """
+    rng = np.random.default_rng(5)
+    size, centre = np.array([0.4, 0.4, 0.3]), np.array([0.0, 0.0, 0.15])
+    g = np.arange(-0.8, 0.8, 0.01)
+    gx, gy = np.meshgrid(g, g)
+    ground = np.stack([gx.ravel(), gy.ravel(), rng.normal(scale=5e-4, size=gx.size)], -1)
+    box = _box_surface(size, centre, 0.012, rng)
+    box = box[box[:, 2] > 1e-6]
+    sparse = _box_surface(size, centre, 0.03, rng)  # the -y side drawn at 2.5x the spacing
+    sparse = sparse[(sparse[:, 1] == -0.2) & (sparse[:, 2] > 1e-6)]
+    box = np.concatenate([box[box[:, 1] > -0.2], sparse])
+    # tufts of 10 floaters 5 cm apart, 6 cm up, then a blob of 30 from 20 cm out: dense at the clustering radius
+    # (8 cm), 2.5x the box's own spacing apart
+    chain = np.concatenate([[x, 0.0, 0.06] + rng.normal(scale=0.004, size=(10, 3)) for x in (0.25, 0.30, 0.35)])
+    clump = np.array([0.42, 0.0, 0.07]) + rng.normal(scale=0.01, size=(30, 3))
+    means = np.concatenate([ground, box, chain, clump])
+    n = len(means)
+    splats = Splats.from_activated(means, rng.normal(size=(n, 4)), np.full((n, 3), 0.006), np.full(n, 0.9),
+                                   np.full((n, 3), 0.5))  # fmt: skip
+    cfg = SegmentConfig(density=DENSITY, ground_threshold=0.01, eps=0.08)
+    with_floaters = segment_scene(Scene(splats), SegmentConfig(**{**cfg.__dict__, "skirt_density": 0.0}))
+    scene = segment_scene(Scene(splats), cfg)
+    floaters = np.arange(len(ground) + len(box), n)
+    sparse_idx = len(ground) + len(box) - len(sparse) + np.arange(len(sparse))
+    assert len(with_floaters.objects) == len(scene.objects) == 1
+    assert np.isin(floaters, with_floaters.objects[0].splat_indices).mean() > 0.9  # the chain does join...
+    assert (with_floaters.objects[0].collider.vertices.max(0) + with_floaters.objects[0].position)[0] > 0.4
+    obj = scene.objects[0]
+    assert not np.isin(floaters, obj.splat_indices).any()  # ...and is dropped
+    assert np.isin(sparse_idx[sparse_idx >= 0], obj.splat_indices).all()  # the sparse side stays
+    lo, hi = obj.collider.vertices.min(0) + obj.position, obj.collider.vertices.max(0) + obj.position
+    np.testing.assert_allclose(lo[:2], [-0.2, -0.2], atol=0.01)  # the collider is the box
+    np.testing.assert_allclose(hi, [0.2, 0.2, 0.3], atol=0.01)
+
+
 def test_observation_is_the_triangulation_error_of_one_pixel():
     """Two cameras at right angles, both at distance D with focal f: one pixel of noise is D / f on every axis."""
     from physics.segment import observation
