@@ -83,6 +83,10 @@ class SegmentConfig:
     # ``min_samples``-th neighbour, when that is tighter than ``eps``) are floaters a chain of sparse splats
     # joined to it (0: keep all)
     skirt_density: float = 2.0
+    # a cluster that falls apart at that radius into parts of at least ``min_splats`` splats whose footprints
+    # (horizontal hulls) do not overlap is as many objects: boxes a few dm apart that floaters between them
+    # joined at ``eps`` (no effect with seeds, which choose the objects themselves)
+    split_apart: bool = True
     # with capture cameras: a cluster whose centre the cameras triangulate this many times worse than the best
     # observed cluster's, seen in frame by under ``observation_coverage`` of the cameras that see that one, lies
     # where the cameras only graze (a lift's bumps far out on the ground): not an object (0: keep all)
@@ -327,6 +331,8 @@ def _find(
                 background.append(int(lab))
                 continue
         clusters[int(lab)] = m
+    if not seeded and cfg.split_apart and cfg.skirt_density > 0:
+        clusters = _split_apart(clusters, pts, pts @ plane_basis(up)[:2].T, eps, cfg)
     if colors is not None and not seeded and cfg.stack_color_distance > 0:
         clusters = _split_clusters(clusters, pts, height[cand], _chroma(np.asarray(colors)[cand]), up, cfg)
     if sizes is not None and cfg.skirt_scale > 0:
@@ -425,13 +431,8 @@ def _drop_loose(m: np.ndarray, pts: np.ndarray, uv: np.ndarray, height: np.ndarr
     if idx.size < 20:
         return m
     p = pts[idx]
-    k = min(cfg.min_samples, idx.size - 1)
-    spacing = float(np.median(cKDTree(p).query(p, k=k + 1)[0][:, -1]))
-    radius = cfg.skirt_density * spacing
-    if not (0 < radius < eps):
-        return m
-    labels = _dbscan(p, radius, cfg.min_samples)
-    if (labels >= 0).sum() == 0:
+    labels, radius = _own_components(p, eps, cfg)
+    if labels is None:
         return m
     counts = np.bincount(labels[labels >= 0])
     body = np.isin(labels, np.nonzero(counts >= min(cfg.min_splats, counts.max()))[0])
@@ -453,6 +454,82 @@ def _drop_loose(m: np.ndarray, pts: np.ndarray, uv: np.ndarray, height: np.ndarr
     out = m.copy()
     out[idx[drop]] = False
     return out
+
+
+def _own_components(p: np.ndarray, eps: float, cfg: SegmentConfig) -> tuple[np.ndarray | None, float]:
+    """``(labels, radius)``: a cluster's points [M, 3] clustered at its own spacing; ``(None, radius)`` when
+    that radius (``skirt_density`` times the median distance to the ``min_samples``-th neighbour) is not
+    tighter than ``eps`` or nothing is dense at it."""
+    from scipy.spatial import cKDTree
+
+    k = min(cfg.min_samples, len(p) - 1)
+    radius = cfg.skirt_density * float(np.median(cKDTree(p).query(p, k=k + 1)[0][:, -1]))
+    if not (0 < radius < eps):
+        return None, radius
+    labels = _dbscan(p, radius, cfg.min_samples)
+    return (labels if (labels >= 0).any() else None), radius
+
+
+def _split_apart(clusters: dict[int, np.ndarray], pts: np.ndarray, uv: np.ndarray, eps: float,
+                 cfg: SegmentConfig) -> dict[int, np.ndarray]:  # fmt: skip
+    """Split clusters that are objects side by side, joined at ``eps`` by floaters between them.
+
+    At the cluster's own spacing (:func:`_own_components`) such a cluster falls apart into parts
+    of at least ``min_splats`` splats whose horizontal hulls do not overlap (at most 5 % of either
+    part's splats inside the other's hull). Parts whose footprints overlap stay one object (a
+    top face the lift drew apart from its sides; a stack, which :func:`_split_clusters` splits by
+    colour). Every splat of the cluster goes to the part with the nearest splat; the floaters
+    that joined them are then dropped with the other loose splats (:func:`_drop_loose`). On 27
+    lifts of box worlds (81 boxes), 4 clusters held two boxes 17-38 cm apart.
+    """
+    out, next_label = {}, max(clusters, default=-1) + 1
+    for lab, m in clusters.items():
+        idx = np.nonzero(m)[0]
+        parts = _apart_parts(pts[idx], uv[idx], eps, cfg) if idx.size >= 2 * cfg.min_splats else [np.arange(idx.size)]
+        if len(parts) > 1:
+            log.info("cluster of %d splats is %d objects side by side: split", idx.size, len(parts))
+        for k, part in enumerate(parts):
+            mask = np.zeros(len(pts), bool)
+            mask[idx[part]] = True
+            out[lab if k == 0 else next_label] = mask
+            next_label += k > 0
+    return out
+
+
+def _apart_parts(p: np.ndarray, uv: np.ndarray, eps: float, cfg: SegmentConfig) -> list[np.ndarray]:
+    """Indices into one cluster's points ``p`` [M, 3] (``uv`` [M, 2] on the ground) of each object side by side."""
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+    whole = [np.arange(len(p))]
+    labels = _own_components(p, eps, cfg)[0]
+    if labels is None:
+        return whole
+    counts = np.bincount(labels[labels >= 0])
+    big = [np.nonzero(labels == b)[0] for b in np.nonzero(counts >= cfg.min_splats)[0]]
+    if len(big) < 2:
+        return whole
+    hulls = []
+    for b in big:
+        try:
+            hulls.append(ConvexHull(uv[b]).equations)
+        except QhullError:  # a degenerate footprint: it overlaps everything
+            hulls.append(None)
+    touch = np.eye(len(big), dtype=bool)  # parts whose footprints overlap stay together
+    for i in range(len(big)):
+        for j in range(i + 1, len(big)):
+            if hulls[i] is None or hulls[j] is None:
+                touch[i, j] = touch[j, i] = True
+                continue
+            in_j = np.mean(np.max(uv[big[i]] @ hulls[j][:, :2].T + hulls[j][:, 2], axis=1) <= 0)
+            in_i = np.mean(np.max(uv[big[j]] @ hulls[i][:, :2].T + hulls[i][:, 2], axis=1) <= 0)
+            touch[i, j] = touch[j, i] = max(in_i, in_j) > 0.05
+    n, group = connected_components(touch, directed=False)
+    if n < 2:
+        return whole
+    members = [np.concatenate([big[i] for i in np.nonzero(group == g)[0]]) for g in range(n)]
+    near = np.argmin(np.stack([cKDTree(p[g]).query(p, k=1)[0] for g in members], 1), axis=1)
+    return sorted((np.nonzero(near == g)[0] for g in range(n)), key=len, reverse=True)
 
 
 def _chroma(rgb: np.ndarray) -> np.ndarray:  # [N, 3] -> [N, 3] colour without brightness (shading)
@@ -582,6 +659,8 @@ def _voxel_surface(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         open_side = np.array([tuple(k) not in lookup for k in nb.tolist()], bool)
         if open_side.any():
             quads.append(keys[open_side][:, None, :] + corners[list(quad)][None])
+    if not quads:  # no voxels (a height field whose columns all round to no layer): no surface
+        return np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64)
     quads = np.concatenate(quads)  # [Q, 4, 3] integer corners
     verts, inverse = np.unique(quads.reshape(-1, 3), axis=0, return_inverse=True)
     q = inverse.reshape(-1, 4)
