@@ -331,16 +331,16 @@ def _find(
                 background.append(int(lab))
                 continue
         clusters[int(lab)] = m
+    uv = pts @ plane_basis(up)[:2].T  # on the ground: footprints
     if not seeded and cfg.split_apart and cfg.skirt_density > 0:
-        clusters = _split_apart(clusters, pts, pts @ plane_basis(up)[:2].T, eps, cfg)
+        clusters = _split_each(clusters, len(pts), lambda i: _apart_parts(pts[i], uv[i], eps, cfg), "side by side")
     if colors is not None and not seeded and cfg.stack_color_distance > 0:
-        clusters = _split_clusters(clusters, pts, height[cand], _chroma(np.asarray(colors)[cand]), up, cfg)
+        chroma, h = _chroma(np.asarray(colors)[cand]), height[cand]
+        clusters = _split_each(clusters, len(pts), lambda i: _split_stack(uv[i], h[i], chroma[i], cfg), "in a stack")
     if sizes is not None and cfg.skirt_scale > 0:
-        uv = pts @ plane_basis(up)[:2].T
         clusters = {lab: _drop_skirt(m, uv, height[cand], np.asarray(sizes, np.float64)[cand], eps, cfg)
                     for lab, m in clusters.items()}  # fmt: skip
     if cfg.skirt_density > 0:
-        uv = pts @ plane_basis(up)[:2].T
         clusters = {lab: _drop_loose(m, pts, uv, height[cand], eps, cfg) for lab, m in clusters.items()}
     # support: on the ground, on the background, or close to a supported cluster (stacks); the rest float
     from scipy.spatial import cKDTree
@@ -393,19 +393,29 @@ def _drop_skirt(m: np.ndarray, uv: np.ndarray, height: np.ndarray, size: np.ndar
     idx = np.nonzero(m)[0]
     if idx.size < 20:
         return m
-    h, size = height[idx], size[idx]
-    lo, hi = float(h.min()), float(h.max())
-    big = (h <= lo + max(cfg.skirt_band * (hi - lo), 2.0 * eps)) & (size > cfg.skirt_scale * float(np.median(size)))
+    size = size[idx]
+    big = _low_band(height[idx], eps, cfg) & (size > cfg.skirt_scale * float(np.median(size)))
     if not big.any() or (~big).sum() < 10:
         return m
     try:
         eq = ConvexHull(uv[idx[~big]]).equations
     except QhullError:
         return m
-    outside = np.max(uv[idx[big]] @ eq[:, :2].T + eq[:, 2], axis=1) > 0.0
+    outside = _beyond(uv[idx[big]], eq) > 0.0
     out = m.copy()
     out[idx[np.nonzero(big)[0][outside]]] = False
     return out
+
+
+def _low_band(h: np.ndarray, eps: float, cfg: SegmentConfig) -> np.ndarray:
+    """[M] bool: an object's lowest band (``skirt_band`` of its height ``h`` [M] above the ground, at least 2 eps)."""
+    lo, hi = float(h.min()), float(h.max())
+    return h <= lo + max(cfg.skirt_band * (hi - lo), 2.0 * eps)
+
+
+def _beyond(uv: np.ndarray, eq: np.ndarray) -> np.ndarray:
+    """[P] how far points ``uv`` [P, 2] lie outside a 2-D convex hull (its ``equations``): > 0 outside, <= 0 in."""
+    return np.max(uv @ eq[:, :2].T + eq[:, 2], axis=1)
 
 
 def _drop_loose(m: np.ndarray, pts: np.ndarray, uv: np.ndarray, height: np.ndarray, eps: float,
@@ -437,17 +447,14 @@ def _drop_loose(m: np.ndarray, pts: np.ndarray, uv: np.ndarray, height: np.ndarr
     counts = np.bincount(labels[labels >= 0])
     body = np.isin(labels, np.nonzero(counts >= min(cfg.min_splats, counts.max()))[0])
     d, _ = cKDTree(p[body]).query(p, k=1, distance_upper_bound=radius)
-    h = height[idx]
-    lo, hi = float(h.min()), float(h.max())
-    low = h <= lo + max(cfg.skirt_band * (hi - lo), 2.0 * eps)
-    drop = low & ~body & ~np.isfinite(d)
+    drop = _low_band(height[idx], eps, cfg) & ~body & ~np.isfinite(d)
     if not drop.any():
         return m
     try:  # and only outside the body's footprint: a sparse side within it is the object's own
         eq = ConvexHull(uv[idx[body]]).equations
     except QhullError:
         return m
-    drop &= np.max(uv[idx] @ eq[:, :2].T + eq[:, 2], axis=1) > radius
+    drop &= _beyond(uv[idx], eq) > radius
     if not drop.any():
         return m
     log.debug("dropped %d loose splats at an object's base", int(drop.sum()))
@@ -470,38 +477,24 @@ def _own_components(p: np.ndarray, eps: float, cfg: SegmentConfig) -> tuple[np.n
     return (labels if (labels >= 0).any() else None), radius
 
 
-def _split_apart(clusters: dict[int, np.ndarray], pts: np.ndarray, uv: np.ndarray, eps: float,
-                 cfg: SegmentConfig) -> dict[int, np.ndarray]:  # fmt: skip
-    """Split clusters that are objects side by side, joined at ``eps`` by floaters between them.
-
-    At the cluster's own spacing (:func:`_own_components`) such a cluster falls apart into parts
-    of at least ``min_splats`` splats whose horizontal hulls do not overlap (at most 5 % of either
-    part's splats inside the other's hull). Parts whose footprints overlap stay one object (a
-    top face the lift drew apart from its sides; a stack, which :func:`_split_clusters` splits by
-    colour). Every splat of the cluster goes to the part with the nearest splat; the floaters
-    that joined them are then dropped with the other loose splats (:func:`_drop_loose`). On 27
-    lifts of box worlds (81 boxes), 4 clusters held two boxes 17-38 cm apart.
-    """
-    out, next_label = {}, max(clusters, default=-1) + 1
-    for lab, m in clusters.items():
-        idx = np.nonzero(m)[0]
-        parts = _apart_parts(pts[idx], uv[idx], eps, cfg) if idx.size >= 2 * cfg.min_splats else [np.arange(idx.size)]
-        if len(parts) > 1:
-            log.info("cluster of %d splats is %d objects side by side: split", idx.size, len(parts))
-        for k, part in enumerate(parts):
-            mask = np.zeros(len(pts), bool)
-            mask[idx[part]] = True
-            out[lab if k == 0 else next_label] = mask
-            next_label += k > 0
-    return out
-
-
 def _apart_parts(p: np.ndarray, uv: np.ndarray, eps: float, cfg: SegmentConfig) -> list[np.ndarray]:
-    """Indices into one cluster's points ``p`` [M, 3] (``uv`` [M, 2] on the ground) of each object side by side."""
+    """Index arrays into one cluster's points ``p`` [M, 3] (``uv`` [M, 2] on the ground) of each object side by side.
+
+    Objects side by side join at ``eps`` through floaters between them. At the cluster's own
+    spacing (:func:`_own_components`) such a cluster falls apart into parts of at least
+    ``min_splats`` splats whose horizontal hulls do not overlap (at most 5 % of either part's
+    splats inside the other's hull). Parts whose footprints overlap stay one object (a top face
+    the lift drew apart from its sides; a stack, which :func:`_split_stack` splits by colour).
+    Every splat of the cluster goes to the part with the nearest splat; the floaters that joined
+    them are then dropped with the other loose splats (:func:`_drop_loose`). On 27 lifts of box
+    worlds (81 boxes), 4 clusters held two boxes 17-38 cm apart.
+    """
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import ConvexHull, QhullError, cKDTree
 
     whole = [np.arange(len(p))]
+    if len(p) < 2 * cfg.min_splats:
+        return whole
     labels = _own_components(p, eps, cfg)[0]
     if labels is None:
         return whole
@@ -521,8 +514,8 @@ def _apart_parts(p: np.ndarray, uv: np.ndarray, eps: float, cfg: SegmentConfig) 
             if hulls[i] is None or hulls[j] is None:
                 touch[i, j] = touch[j, i] = True
                 continue
-            in_j = np.mean(np.max(uv[big[i]] @ hulls[j][:, :2].T + hulls[j][:, 2], axis=1) <= 0)
-            in_i = np.mean(np.max(uv[big[j]] @ hulls[i][:, :2].T + hulls[i][:, 2], axis=1) <= 0)
+            in_j = np.mean(_beyond(uv[big[i]], hulls[j]) <= 0)
+            in_i = np.mean(_beyond(uv[big[j]], hulls[i]) <= 0)
             touch[i, j] = touch[j, i] = max(in_i, in_j) > 0.05
     n, group = connected_components(touch, directed=False)
     if n < 2:
@@ -537,23 +530,20 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:  # [N, 3] -> [N, 3] colour without b
     return c / np.maximum(c.sum(1, keepdims=True), 1e-3)
 
 
-def _split_clusters(
-    clusters: dict[int, np.ndarray], pts: np.ndarray, height: np.ndarray, chroma: np.ndarray, up: np.ndarray,
-    cfg: SegmentConfig,
-) -> dict[int, np.ndarray]:  # fmt: skip
-    """Split clusters that are stacks (an object resting on a wider one) into their objects."""
-    basis = plane_basis(up)
+def _split_each(clusters: dict[int, np.ndarray], n: int, parts_of, what: str) -> dict[int, np.ndarray]:
+    """Each cluster (mask [n]) replaced by its parts: ``parts_of(indices)`` gives index arrays into them (the first
+    keeps the cluster's label); ``what`` says how in the log ("in a stack")."""
     out, next_label = {}, max(clusters, default=-1) + 1
     for lab, m in clusters.items():
         idx = np.nonzero(m)[0]
-        parts = _split_stack(pts[idx] @ basis[:2].T, height[idx], chroma[idx], cfg)
+        parts = parts_of(idx)
+        if len(parts) > 1:
+            log.info("cluster of %d splats holds %d objects %s: split", idx.size, len(parts), what)
         for k, part in enumerate(parts):
-            mask = np.zeros(len(pts), bool)
+            mask = np.zeros(n, bool)
             mask[idx[part]] = True
             out[lab if k == 0 else next_label] = mask
             next_label += k > 0
-        if len(parts) > 1:
-            log.info("cluster of %d splats is a stack of %d objects: split", idx.size, len(parts))
     return out
 
 
