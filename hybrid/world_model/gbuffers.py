@@ -139,9 +139,15 @@ def render_gbuffers(
     *,
     baked: bool = False,  # also rasterize the baked (engine-only) colour
     backend: str | None = None,
+    supersample: int | None = None,  # samples per pixel side; None: as the capture needs (render.supersample)
 ) -> GBuffers:
-    """Rasterize the relit splats for ``camera`` and gather the per-pixel G-buffers."""
+    """Rasterize the relit splats for ``camera`` and gather the per-pixel G-buffers.
+
+    A camera that sees the splats more coarsely than the capture did is drawn ``supersample`` times
+    finer and every buffer box-filtered back to its pixels (``edit``: set where any sample is).
+    """
     from render.rasterize import rasterize
+    from render.supersample import resolve, resolve_max, scene_sampling
 
     n = len(state.means)
     if n != len(relighting.albedo):
@@ -157,9 +163,14 @@ def render_gbuffers(
         albedo = np.clip(extra.colors, 0.0, 1.0)
         relit = np.concatenate([relit, (albedo * shade.extra_shading).astype(np.float32)])
         view = np.concatenate([view, albedo.astype(np.float32)])
-    V, K = _t(camera.viewmat[None]), _t(camera.K[None])
+    if supersample is None:
+        sampling = scene_sampling(scene)
+        supersample = 1 if sampling is None else sampling.factor(camera, state.means)
+    ss = int(supersample)
+    cam = camera.scaled(ss) if ss > 1 else camera
+    V, K = _t(cam.viewmat[None]), _t(cam.K[None])
     m, q, s, o = (_t(a) for a in with_extra(state.means, state.quats, state.scales, state.opacities, extra))
-    w, h = camera.width, camera.height
+    w, h = cam.width, cam.height
     res = rasterize(m, q, s, o, _t(relit), V, K, w, h, render_mode="RGB+ED", backend=backend)
     alpha = res.alphas[0]
     depth = torch.where(alpha > 1e-4, res.depths[0], torch.zeros_like(res.depths[0]))
@@ -196,5 +207,18 @@ def render_gbuffers(
     baked_img = None
     if baked:
         baked_img = rasterize(m, q, s, o, _t(view), V, K, w, h, backend=backend).colors[0]
-    return GBuffers(res.colors[0], alpha, depth, feats[..., 0:3], feats[..., 3:4], feats[..., 4:5], moved_px, disocc,
+    if ss > 1:  # back to the camera's pixels; depth: alpha-weighted
+        cover = resolve(alpha, ss)
+        depth = torch.where(cover > 1e-4, resolve(depth * alpha, ss) / cover.clamp_min(1e-4), torch.zeros_like(cover))
+        relit, feats, moved_px, disocc = (
+            resolve(res.colors[0], ss),
+            resolve(feats, ss),
+            resolve(moved_px, ss),
+            resolve(disocc, ss),
+        )
+        edit, alpha = resolve_max(edit, ss), cover
+        baked_img = None if baked_img is None else resolve(baked_img, ss)
+    else:
+        relit = res.colors[0]
+    return GBuffers(relit, alpha, depth, feats[..., 0:3], feats[..., 3:4], feats[..., 4:5], moved_px, disocc,
                     edit, baked_img)  # fmt: skip

@@ -188,15 +188,19 @@ def apply_world_model(
 
 def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backend: str | None) -> np.ndarray:
     from render.rasterize import rasterize
+    from render.supersample import resolve, scene_sampling
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     m, q, s, o = with_extra(state.means, state.quats, state.scales, state.opacities, state.extra)
     c = state.view_colors(cam.position)
     if len(m) > len(c):  # spawned meshes, their own colour
         c = np.concatenate([c, np.clip(state.extra.colors, 0.0, 1.0)])
-    res = rasterize(t(m), t(q), t(s), t(o), t(c), t(cam.viewmat[None]), t(cam.K[None]), cam.width, cam.height,
+    sampling = scene_sampling(scene)
+    k = 1 if sampling is None else sampling.factor(cam, state.means)  # drawn at least as finely as the capture
+    big = cam.scaled(k) if k > 1 else cam
+    res = rasterize(t(m), t(q), t(s), t(o), t(c), t(big.viewmat[None]), t(big.K[None]), big.width, big.height,
                     backgrounds=bg[None], backend=backend)  # fmt: skip
-    return res.colors[0].clamp(0.0, 1.0).numpy()
+    return resolve(res.colors[0], k).clamp(0.0, 1.0).numpy()
 
 
 def resolve_mode(mode: str | None, light_direction) -> str:
