@@ -169,18 +169,18 @@ class World:
         *,
         background: tuple[float, float, float] = (0.0, 0.0, 0.0),
         backend: str = "cpu",
+        supersample: int | None = 1,
     ) -> list[np.ndarray]:  # C images [H, W, 3] float32 in [0, 1]
         """Rasterize the current state for each camera with ``render.rasterize`` (cameras may differ in size).
 
-        A camera that sees the splats more coarsely than the capture cameras did is drawn supersampled and
-        box-filtered (:mod:`render.supersample`).
+        ``supersample`` k > 1 draws each camera k times finer and box-filters it back; ``None`` picks k
+        from how much more coarsely the camera sees the splats than the capture did (:mod:`render.supersample`).
         """
         import torch
 
         from render.rasterize import rasterize
-        from render.supersample import resolve, scene_sampling
+        from render.supersample import resolve, supersample_factor
 
-        sampling = scene_sampling(self.scene)  # a view coarser than the capture is supersampled (render.supersample)
         means, quats, sh, op = self.splat_arrays()
         scene_splats = self.scene.splats
         scales = np.exp(scene_splats.log_scales)
@@ -206,7 +206,7 @@ class World:
                 s = np.concatenate([s, extra.scales])
                 o = np.concatenate([o, extra.opacities])
             t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-            k = 1 if sampling is None else sampling.factor(cam, means)  # at least as finely as the capture
+            k = supersample_factor(supersample, self.scene, cam, means)
             big = cam.scaled(k) if k > 1 else cam
             res = rasterize(t(m), t(q), t(s), t(o), t(c), t(big.viewmat[None]), t(big.K[None]), big.width, big.height,
                             backgrounds=t(np.asarray(background)[None]), backend=backend)  # fmt: skip

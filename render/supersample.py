@@ -15,6 +15,10 @@ its fit was a compromise of); :meth:`CaptureSampling.factor` is then the integer
 that draws a camera's view at least as finely as the capture did; :func:`resolve` box-filters
 the supersampled buffers back to the camera's pixels (pixel centres at ``i + 0.5``: a ``k``-times
 camera's ``k x k`` block covers exactly one pixel).
+
+The renderers take ``supersample``: 1 (the default: drawn as is), a factor, or ``None`` ("auto",
+:meth:`CaptureSampling.factor`). The default stays 1 until the world model's prior is trained
+on resolved G-buffers and keeps its tested margin (docs/design.md, Rasterization).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import torch.nn.functional as F
 
 from scenes import Camera
 
-__all__ = ["CaptureSampling", "scene_sampling", "resolve", "resolve_max", "MAX_FACTOR", "MAX_PIXELS"]
+__all__ = ["CaptureSampling", "scene_sampling", "supersample_factor", "parse_supersample", "resolve", "resolve_max", "MAX_FACTOR",
+           "MAX_PIXELS"]  # fmt: skip
 
 MAX_FACTOR = 4  # at most 4x4 samples per pixel
 MAX_PIXELS = 8_294_400  # a supersampled image has at most this many pixels (four 1920x1080 frames)
@@ -97,6 +102,26 @@ def scene_sampling(scene) -> CaptureSampling | None:
     if scene not in _CACHE:
         _CACHE[scene] = CaptureSampling.of(scene.splats.means, scene.capture_cameras)
     return _CACHE[scene]
+
+
+def supersample_factor(supersample: int | None, scene, camera: Camera, means: np.ndarray) -> int:
+    """The factor to draw ``camera`` at: ``supersample`` as given, or with ``None`` ("auto") as the capture needs."""
+    if supersample is not None:
+        if not 1 <= int(supersample) <= MAX_FACTOR:
+            raise ValueError(f"supersample: 1..{MAX_FACTOR} or None (auto), got {supersample!r}")
+        return int(supersample)
+    sampling = scene_sampling(scene)
+    return 1 if sampling is None else sampling.factor(camera, means)
+
+
+def parse_supersample(text: str) -> int | None:
+    """``--supersample``: ``"auto"`` (None) or a factor ``1``..``4``; raises ``ValueError`` saying what is allowed."""
+    t = str(text).strip().lower()
+    if t == "auto":
+        return None
+    if t.isdigit() and 1 <= int(t) <= MAX_FACTOR:
+        return int(t)
+    raise ValueError(f"--supersample: 'auto' or a factor 1..{MAX_FACTOR}, got {text!r}")
 
 
 def resolve(x: torch.Tensor, k: int) -> torch.Tensor:

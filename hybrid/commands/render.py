@@ -52,6 +52,13 @@ def render_command(
     light_direction: str | None = typer.Option(
         None, "--light-direction", help="Relight: direction x,y,z from the scene towards the light (world frame)."
     ),
+    supersample: str | None = typer.Option(
+        None,
+        "--supersample",
+        help="Draw each view N (1-4) times finer and box-filter it, or 'auto': as many times as the view is coarser "
+        "than the capture cameras (for views smaller or farther than the capture; splats only, through "
+        "render.rasterize, as --world-model renders them).",
+    ),
 ) -> None:
     """Render SCENE headless (EGL) from --cameras or an --orbit into OUT.mp4 or a folder of PNGs."""
     import time
@@ -85,7 +92,16 @@ def render_command(
         raise ShapeError(f"-o {out}: a single .png needs exactly one view, got {len(views)}; give a folder instead")
 
     start = time.perf_counter()
-    if wm_mode != "off":  # the world model renders the splats itself (render.rasterize); no meshes drawn
+    if supersample is not None:
+        from render.supersample import parse_supersample
+
+        try:
+            factor = parse_supersample(supersample)
+        except ValueError as e:
+            raise ShapeError(str(e)) from None
+    if (
+        wm_mode != "off" or supersample is not None
+    ):  # the world model renders the splats itself (render.rasterize); no meshes drawn
         frames = world_model_views(
             loaded,
             views,
@@ -95,6 +111,7 @@ def render_command(
             size=size,
             backend=raster_backend,
             notify=lambda text: typer.echo(f"world model: {text}"),
+            supersample=factor if supersample is not None else 1,
         )
     else:
         frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)

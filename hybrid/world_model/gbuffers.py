@@ -139,15 +139,16 @@ def render_gbuffers(
     *,
     baked: bool = False,  # also rasterize the baked (engine-only) colour
     backend: str | None = None,
-    supersample: int | None = None,  # samples per pixel side; None: as the capture needs (render.supersample)
+    supersample: int | None = 1,  # samples per pixel side; None: as the capture needs (render.supersample)
 ) -> GBuffers:
     """Rasterize the relit splats for ``camera`` and gather the per-pixel G-buffers.
 
-    A camera that sees the splats more coarsely than the capture did is drawn ``supersample`` times
-    finer and every buffer box-filtered back to its pixels (``edit``: set where any sample is).
+    With ``supersample`` k > 1 the camera is drawn k times finer and every buffer box-filtered back
+    to its pixels (``edit``: set where any sample is; depth alpha-weighted); ``None`` picks k from how
+    much more coarsely the camera sees the splats than the capture did.
     """
     from render.rasterize import rasterize
-    from render.supersample import resolve, resolve_max, scene_sampling
+    from render.supersample import resolve, resolve_max, supersample_factor
 
     n = len(state.means)
     if n != len(relighting.albedo):
@@ -163,10 +164,7 @@ def render_gbuffers(
         albedo = np.clip(extra.colors, 0.0, 1.0)
         relit = np.concatenate([relit, (albedo * shade.extra_shading).astype(np.float32)])
         view = np.concatenate([view, albedo.astype(np.float32)])
-    if supersample is None:
-        sampling = scene_sampling(scene)
-        supersample = 1 if sampling is None else sampling.factor(camera, state.means)
-    ss = int(supersample)
+    ss = supersample_factor(supersample, scene, camera, state.means)
     cam = camera.scaled(ss) if ss > 1 else camera
     V, K = _t(cam.viewmat[None]), _t(cam.K[None])
     m, q, s, o = (_t(a) for a in with_extra(state.means, state.quats, state.scales, state.opacities, extra))

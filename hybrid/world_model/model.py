@@ -84,11 +84,13 @@ class WorldModel:
         backend: str | None = None,  # render.rasterize backend
         notify: Callable[[str], None] | None = None,  # receives what the model decided (default: log warning)
         relighting: Relighting | None = None,  # a precomputed explicit layer for this scene
+        supersample: int | None = 1,  # samples per pixel side (render.supersample); None: as the capture needs
     ) -> None:
         if mode not in MODES:
             raise ShapeError(f"--world-model: must be one of {', '.join(MODES)}; got {mode!r}")
         self.scene = scene
         self.backend = backend
+        self.supersample = supersample
         self.notes: list[str] = []
         self._notify = notify or log.warning
         weights = scene.weights.get(WEIGHTS_NAME)
@@ -146,11 +148,14 @@ class WorldModel:
         """Render ``state`` for each camera in this model's mode."""
         bg = torch.tensor(np.asarray(background, np.float32))
         if self.mode == "off":
-            return [FrameOutput(_plain(self.scene, state, cam, bg, self.backend), None) for cam in cameras]
+            return [
+                FrameOutput(_plain(self.scene, state, cam, bg, self.backend, self.supersample), None) for cam in cameras
+            ]
         shade = shade or self.shade(state, self.light(light_direction))
         out = []
         for cam in cameras:
-            gb = render_gbuffers(self.relighting, self.scene, state, cam, shade, backend=self.backend)
+            gb = render_gbuffers(self.relighting, self.scene, state, cam, shade, backend=self.backend,
+                                 supersample=self.supersample)  # fmt: skip
             image = apply_world_model(self.mode, gb, self.net, background)
             out.append(FrameOutput(image, gb if keep_gbuffers else None))
         return out
@@ -186,17 +191,17 @@ def apply_world_model(
     return (color + (1.0 - alpha) * bg).clamp(0.0, 1.0).numpy()
 
 
-def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backend: str | None) -> np.ndarray:
+def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backend: str | None,
+           supersample: int | None = 1) -> np.ndarray:  # fmt: skip
     from render.rasterize import rasterize
-    from render.supersample import resolve, scene_sampling
+    from render.supersample import resolve, supersample_factor
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     m, q, s, o = with_extra(state.means, state.quats, state.scales, state.opacities, state.extra)
     c = state.view_colors(cam.position)
     if len(m) > len(c):  # spawned meshes, their own colour
         c = np.concatenate([c, np.clip(state.extra.colors, 0.0, 1.0)])
-    sampling = scene_sampling(scene)
-    k = 1 if sampling is None else sampling.factor(cam, state.means)  # drawn at least as finely as the capture
+    k = supersample_factor(supersample, scene, cam, state.means)
     big = cam.scaled(k) if k > 1 else cam
     res = rasterize(t(m), t(q), t(s), t(o), t(c), t(big.viewmat[None]), t(big.K[None]), big.width, big.height,
                     backgrounds=bg[None], backend=backend)  # fmt: skip
@@ -225,9 +230,10 @@ def world_model_views(
     size: tuple[int, int] | None = None,  # (width, height) to render every view at
     backend: str | None = None,
     notify: Callable[[str], None] | None = None,
+    supersample: int | None = 1,  # render.supersample; None: as the capture needs
 ):  # -> Iterator[np.ndarray] [H, W, 3] uint8
     """Render the scene at rest from each camera through the world model (``hybrid render``)."""
-    wm = WorldModel(scene, mode, backend=backend, notify=notify)
+    wm = WorldModel(scene, mode, backend=backend, notify=notify, supersample=supersample)
     state = SplatState.rest(scene)
     shade = wm.shade(state, wm.light(light_direction)) if wm.mode != "off" else None
     for cam in cameras:

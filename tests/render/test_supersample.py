@@ -73,15 +73,42 @@ def test_dots_drawn_four_times_coarser_keep_their_light(path):
 
     scene, cam = _dots_scene()
     small = cam.scaled(0.25)  # 40 x 40: each pixel spans 4 x 4 capture pixels
-    bare = Scene(scene.splats)  # no capture cameras: drawn as before, without supersampling
     if path == "world":
-        got, direct = World(scene).render([small])[0], World(bare).render([small])[0]
+        got = World(scene).render([small], supersample=None)[0]  # auto: 4
+        direct = World(scene).render([small])[0]  # the default draws as is
+        bare = World(Scene(scene.splats)).render([small], supersample=None)[0]  # no capture cameras: nothing to do
     else:
         state = SplatState.rest(scene)
-        got = WorldModel(scene, "off").images(state, [small])[0]
-        direct = WorldModel(bare, "off").images(state, [small])[0]
+        got = WorldModel(scene, "off", supersample=None).images(state, [small])[0]
+        direct = WorldModel(scene, "off").images(state, [small])[0]
+        bare = WorldModel(Scene(scene.splats), "off", supersample=None).images(state, [small])[0]
+    np.testing.assert_array_equal(bare, direct)
     # the 16 x 16 dots fill a square 128 capture pixels wide, 32 of these pixels, in the middle
     want = 256 * OPACITY * 2 * np.pi * 0.3 / 128**2  # each dot's light over the square's area (capture px²)
     square = slice(4, 36)
     assert got[square, square].mean() == pytest.approx(want, rel=0.02)  # 0.994: the alpha cut-off
     assert direct[square, square].mean() > 10 * want  # the failure this fixes (15x)
+
+
+def test_render_cli_supersample_auto_keeps_the_light_and_a_bad_value_says_what_is_allowed(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from hybrid.cli import app
+    from scenes import save_scene
+    from scenes.cameras import write_transforms_json
+
+    scene, cam = _dots_scene()
+    save_scene(scene, tmp_path / "dots")
+    small = cam.scaled(0.25)
+    write_transforms_json(tmp_path / "cams.json", [small])
+    runner = CliRunner()
+    res = runner.invoke(app, ["render", str(tmp_path / "dots"), "--cameras", str(tmp_path / "cams.json"),
+                              "--supersample", "auto", "-o", str(tmp_path / "out")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    img = np.asarray(Image.open(tmp_path / "out" / "c0.png"), np.float64) / 255
+    want = 256 * OPACITY * 2 * np.pi * 0.3 / 128**2
+    assert img[4:36, 4:36].mean() == pytest.approx(want, rel=0.05)  # 8-bit PNG: a few % of rounding
+    res = runner.invoke(app, ["render", str(tmp_path / "dots"), "--cameras", str(tmp_path / "cams.json"),
+                              "--supersample", "9", "-o", str(tmp_path / "bad")])  # fmt: skip
+    assert res.exit_code != 0 and "'auto' or a factor 1..4" in res.output + str(res.exception)

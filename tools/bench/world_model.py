@@ -66,6 +66,7 @@ from tiny_world import (  # noqa: E402  (shared with tools/world_model_prior.py)
 
 from hybrid.world_model import SplatState, TrainConfig, WorldModel, apply_world_model, train_world_model  # noqa: E402
 from hybrid.world_model.residual import IN_CHANNELS  # noqa: E402
+from render.supersample import parse_supersample  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -99,7 +100,7 @@ def scores(pred, gt, changed) -> dict:
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
               colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
-              lift_steps: int | None = None, objects: str = "detect") -> dict:  # fmt: skip
+              lift_steps: int | None = None, objects: str = "detect", supersample: int | None = 1) -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
@@ -129,8 +130,8 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
         f"({light_err:.1f} deg from the truth), sun {np.round(result.relighting.light.color, 3).tolist()}, "
         f"ambient {np.round(result.relighting.light.ambient, 3).tolist()}")  # fmt: skip
     scene = scene.with_(weights={"world_model": result.weights})
-    full = WorldModel(scene, "full", relighting=result.relighting)
-    off = WorldModel(scene, "off")
+    full = WorldModel(scene, "full", relighting=result.relighting, supersample=supersample)
+    off = WorldModel(scene, "off", supersample=supersample)
 
     evals = []
     for az, rad, hgt in [(0.3, 1.8, 1.5), (2.4, 2.3, 2.3), (4.4, 1.9, 1.8)]:
@@ -181,7 +182,9 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
                 panels[edit.replace(" ", "_")] = [rest_gt[ci], gt, engine[ci], relit, fr.image]
     # unedited: the relit render against the plain render (the capture as the splats hold it)
     cams = [c for c, _, _ in captures[::6]]
-    rel_only = WorldModel(scene, "relight", relighting=result.relighting).images(SplatState.rest(scene), cams)
+    rel_only = WorldModel(scene, "relight", relighting=result.relighting, supersample=supersample).images(
+        SplatState.rest(scene), cams
+    )
     plain = off.images(SplatState.rest(scene), cams)
     unedited = float(np.mean([psnr(a, b) for a, b in zip(rel_only, plain, strict=True)]))
     tiny.close()
@@ -291,6 +294,9 @@ def main() -> None:
                          "(segment_scene + refine_with_views, hull colliders; detect), or the splats inside the "
                          "boxes' known poses grown by 10 %% + 2 cm with the true boxes as colliders (known)")  # fmt: skip
     ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
+    ap.add_argument("--supersample", type=str, default="1",
+                    help="every method draws N times finer and box-filters (render.supersample), or 'auto': as "
+                         "many times as an evaluation view is coarser than the capture (default 1: as drawn)")  # fmt: skip
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
     if a.residual_gpu:
@@ -318,6 +324,7 @@ def main() -> None:
                     a.lift_cache,
                     a.lift_steps,
                     a.objects,
+                    parse_supersample(a.supersample),
                 )  # fmt: skip
             )
             # rows so far, in case a long run is cut short
@@ -342,6 +349,7 @@ def report(results: list[dict], timing: dict, args=None) -> str:
                 if getattr(args, "lift", False) else
                 "splats built from the known geometry with colours fitted to the capture frames (not lifted; "
                 f"{getattr(args, 'colour_steps', '?')} colour steps); ")
+             + (f"every method supersampled {args.supersample}; " if getattr(args, "supersample", "1") != "1" else "")
              + "light direction "
              f"{'estimated' if getattr(args, 'estimate_direction', False) else 'given'}, "
              f"residual init {getattr(args, 'init', 'prior')}, steps on each scene "
