@@ -179,7 +179,7 @@ class World:
         import torch
 
         from render.rasterize import rasterize
-        from render.supersample import resolve, supersample_factor
+        from render.supersample import resolve, supersampled
 
         means, quats, sh, op = self.splat_arrays()
         scene_splats = self.scene.splats
@@ -206,8 +206,7 @@ class World:
                 s = np.concatenate([s, extra.scales])
                 o = np.concatenate([o, extra.opacities])
             t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-            k = supersample_factor(supersample, self.scene, cam, means)
-            big = cam.scaled(k) if k > 1 else cam
+            k, big = supersampled(supersample, self.scene, cam, means)
             res = rasterize(t(m), t(q), t(s), t(o), t(c), t(big.viewmat[None]), t(big.K[None]), big.width, big.height,
                             backgrounds=t(np.asarray(background)[None]), backend=backend)  # fmt: skip
             images.append(resolve(res.colors[0], k).clamp(0, 1).numpy())

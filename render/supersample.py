@@ -32,8 +32,17 @@ import torch.nn.functional as F
 
 from scenes import Camera
 
-__all__ = ["CaptureSampling", "scene_sampling", "supersample_factor", "parse_supersample", "resolve", "resolve_max", "MAX_FACTOR",
-           "MAX_PIXELS"]  # fmt: skip
+__all__ = [
+    "CaptureSampling",
+    "scene_sampling",
+    "supersample_factor",
+    "supersampled",
+    "parse_supersample",
+    "resolve",
+    "resolve_max",
+    "MAX_FACTOR",
+    "MAX_PIXELS",
+]
 
 MAX_FACTOR = 4  # at most 4x4 samples per pixel
 MAX_PIXELS = 8_294_400  # a supersampled image has at most this many pixels (four 1920x1080 frames)
@@ -112,6 +121,12 @@ def supersample_factor(supersample: int | None, scene, camera: Camera, means: np
         return int(supersample)
     sampling = scene_sampling(scene)
     return 1 if sampling is None else sampling.factor(camera, means)
+
+
+def supersampled(supersample: int | None, scene, camera: Camera, means: np.ndarray) -> tuple[int, Camera]:
+    """``(k, the camera k times finer)`` (:func:`supersample_factor`); draw with it, then :func:`resolve` by ``k``."""
+    k = supersample_factor(supersample, scene, camera, means)
+    return k, camera.scaled(k) if k > 1 else camera
 
 
 def parse_supersample(text: str) -> int | None:

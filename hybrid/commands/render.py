@@ -91,7 +91,7 @@ def render_command(
     if suffix == ".png" and len(views) != 1:
         raise ShapeError(f"-o {out}: a single .png needs exactly one view, got {len(views)}; give a folder instead")
 
-    start = time.perf_counter()
+    factor = 1  # render.supersample: None is "auto"
     if supersample is not None:
         from render.supersample import parse_supersample
 
@@ -99,9 +99,10 @@ def render_command(
             factor = parse_supersample(supersample)
         except ValueError as e:
             raise ShapeError(str(e)) from None
-    if (
-        wm_mode != "off" or supersample is not None
-    ):  # the world model renders the splats itself (render.rasterize); no meshes drawn
+
+    start = time.perf_counter()
+    # the world model (and any supersampled view) draws the splats itself (render.rasterize); no meshes drawn
+    if wm_mode != "off" or supersample is not None:
         frames = world_model_views(
             loaded,
             views,
@@ -111,7 +112,7 @@ def render_command(
             size=size,
             backend=raster_backend,
             notify=lambda text: typer.echo(f"world model: {text}"),
-            supersample=factor if supersample is not None else 1,
+            supersample=factor,
         )
     else:
         frames = render_views(loaded, views, settings=settings, colliders=colliders, size=size)

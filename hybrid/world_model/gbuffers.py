@@ -148,7 +148,7 @@ def render_gbuffers(
     much more coarsely the camera sees the splats than the capture did.
     """
     from render.rasterize import rasterize
-    from render.supersample import resolve, resolve_max, supersample_factor
+    from render.supersample import resolve, resolve_max, supersampled
 
     n = len(state.means)
     if n != len(relighting.albedo):
@@ -164,8 +164,7 @@ def render_gbuffers(
         albedo = np.clip(extra.colors, 0.0, 1.0)
         relit = np.concatenate([relit, (albedo * shade.extra_shading).astype(np.float32)])
         view = np.concatenate([view, albedo.astype(np.float32)])
-    ss = supersample_factor(supersample, scene, camera, state.means)
-    cam = camera.scaled(ss) if ss > 1 else camera
+    ss, cam = supersampled(supersample, scene, camera, state.means)
     V, K = _t(cam.viewmat[None]), _t(cam.K[None])
     m, q, s, o = (_t(a) for a in with_extra(state.means, state.quats, state.scales, state.opacities, extra))
     w, h = cam.width, cam.height

@@ -194,15 +194,14 @@ def apply_world_model(
 def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backend: str | None,
            supersample: int | None = 1) -> np.ndarray:  # fmt: skip
     from render.rasterize import rasterize
-    from render.supersample import resolve, supersample_factor
+    from render.supersample import resolve, supersampled
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     m, q, s, o = with_extra(state.means, state.quats, state.scales, state.opacities, state.extra)
     c = state.view_colors(cam.position)
     if len(m) > len(c):  # spawned meshes, their own colour
         c = np.concatenate([c, np.clip(state.extra.colors, 0.0, 1.0)])
-    k = supersample_factor(supersample, scene, cam, state.means)
-    big = cam.scaled(k) if k > 1 else cam
+    k, big = supersampled(supersample, scene, cam, state.means)
     res = rasterize(t(m), t(q), t(s), t(o), t(c), t(big.viewmat[None]), t(big.K[None]), big.width, big.height,
                     backgrounds=bg[None], backend=backend)  # fmt: skip
     return resolve(res.colors[0], k).clamp(0.0, 1.0).numpy()
