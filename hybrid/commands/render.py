@@ -102,7 +102,8 @@ def render_command(
 
     start = time.perf_counter()
     # the world model (and any supersampled view) draws the splats itself (render.rasterize); no meshes drawn
-    if wm_mode != "off" or supersample is not None:
+    rasterized = wm_mode != "off" or supersample is not None
+    if rasterized:
         frames = world_model_views(
             loaded,
             views,
@@ -129,7 +130,9 @@ def render_command(
         count = len(write_pngs(out, frames))
         what = f"{out}/c0.png .. c{count - 1}.png"
     elapsed = time.perf_counter() - start
-    typer.echo(f"rendered {count} view(s) ({splat_path} splats, {len(loaded.splats)} splats) to {what} "
+    how = (f"render.rasterize, world model {wm_mode}, supersample {supersample}" if rasterized
+           else f"{splat_path} splats")  # fmt: skip
+    typer.echo(f"rendered {count} view(s) ({how}, {len(loaded.splats)} splats) to {what} "
                f"in {elapsed:.1f} s ({1000 * elapsed / max(count, 1):.0f} ms/view)")  # fmt: skip
 
 
