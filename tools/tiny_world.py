@@ -306,17 +306,18 @@ def build_scene(tiny: TinyScene, captures, seed: int, colour_steps: int = 0, log
 
 # ------------------------------------------------------------------------------------------- lifted
 def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache: Path | None = None,
-               steps: int | None = None, objects: str = "detect") -> tuple[Scene, dict]:  # fmt: skip
-    """The capture orbit lifted by ``hybrid.lift`` (fast preset, known cameras), with its objects.
+               steps: int | None = None, objects: str = "detect", preset: str = "fast") -> tuple[Scene, dict]:  # fmt: skip
+    """The capture orbit lifted by ``hybrid.lift`` (``preset``, known cameras, on the CPU), with its objects.
 
     ``objects``: ``"detect"``, the objects are what the product finds (``detect_boxes``:
     ``segment_scene`` and ``refine_with_views``, as ``hybrid demo`` runs them), each named after the
     true box it stands on; ``"known"``, the splats inside each box's known pose (grown by 10 % + 2 cm)
     are that box's and the colliders are the true boxes (``assign_boxes``).
 
-    ``steps`` replaces the preset's optimisation steps (800). With ``cache``, the lift is kept in
-    ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps) and reused by
-    later runs (the orbit is deterministic for a seed).
+    ``steps`` replaces the preset's optimisation steps (fast 800, quality 7000). With ``cache``, the
+    lift is kept in ``cache/lifted{seed}`` (``cache/lifted{seed}_steps{steps}`` with other steps,
+    ``_quality`` added for the quality preset) and reused by later runs (the orbit is deterministic
+    for a seed).
     """
     from PIL import Image
 
@@ -324,6 +325,7 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache:
     from scenes.cameras import write_transforms_json
 
     name = f"lifted{seed}" if steps is None else f"lifted{seed}_steps{steps}"
+    name += "" if preset == "fast" else f"_{preset}"
     if cache is not None and (cache / name / "lift_info.json").exists():  # a lift of the same orbit
         lifted_dir = cache / name
         info = json.loads((lifted_dir / "lift_info.json").read_text())
@@ -343,7 +345,7 @@ def lift_scene(tiny: TinyScene, captures, seed: int, tmp: Path, log=None, cache:
     lifted_dir = (cache or tmp) / name
     overrides = {} if steps is None else {"steps": steps}
     rep = lift(
-        src / "transforms.json", lifted_dir, preset_options("fast", device="cpu", **overrides), progress=progress
+        src / "transforms.json", lifted_dir, preset_options(preset, device="cpu", **overrides), progress=progress
     )
     info = {"heldout_psnr": rep.heldout_psnr, "lift_s": rep.data["timings_s"].get("total", float("nan"))}
     (lifted_dir / "lift_info.json").write_text(json.dumps(info))

@@ -21,7 +21,7 @@ For each scene (seeded boxes on a textured ground, PyBullet physics):
 
 ``--lift`` replaces step 2 by the real lifting pipeline: the capture frames are written as PNGs
 with a nerfstudio ``transforms.json`` (the known cameras: no SfM, the benchmark's world frame in
-metres) and lifted with ``hybrid.lift`` (``fast`` preset). Its objects are found as the product
+metres) and lifted with ``hybrid.lift`` (``--lift-preset``, ``fast`` by default). Its objects are found as the product
 finds them (``--objects detect``, the default): ``segment_scene`` with a seed on each box's top
 face (what ``hybrid objects --detect --object x,y,z`` does when a person points at the boxes),
 hull colliders, masses from the density, settling, then ``refine_with_views``; each object is
@@ -100,7 +100,8 @@ def scores(pred, gt, changed) -> dict:
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
               colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
-              lift_steps: int | None = None, objects: str = "detect", supersample: int | None = 1) -> dict:  # fmt: skip
+              lift_steps: int | None = None, objects: str = "detect", supersample: int | None = 1,
+              lift_preset: str = "fast") -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
 
@@ -109,7 +110,7 @@ def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimat
     captures = capture_orbit(tiny)
     lift_info = {}
     if use_lift:
-        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache, lift_steps, objects)
+        scene, lift_info = lift_scene(tiny, captures, seed, tmp, log, lift_cache, lift_steps, objects, lift_preset)
     else:
         scene = build_scene(tiny, captures, seed, colour_steps, log)
     t_build = time.perf_counter() - t0
@@ -288,7 +289,10 @@ def main() -> None:
         help="with --lift: keep each scene's lift in this folder and reuse it on later runs",
     )
     ap.add_argument("--lift-steps", type=int, default=None,
-                    help="with --lift: optimisation steps of the lift (default: the fast preset's 800)")  # fmt: skip
+                    help="with --lift: optimisation steps of the lift (default: the preset's, fast 800, quality 7000)")  # fmt: skip
+    ap.add_argument("--lift-preset", choices=("fast", "quality"), default="fast",
+                    help="with --lift: the lift's preset (fast: the CPU default; quality: the GPU default, "
+                         "7000 steps, SH degree 3), run on the CPU either way")  # fmt: skip
     ap.add_argument("--objects", choices=("detect", "known"), default="detect",
                     help="with --lift: the objects are what the product detects with a seed on each box "
                          "(segment_scene + refine_with_views, hull colliders; detect), or the splats inside the "
@@ -325,6 +329,7 @@ def main() -> None:
                     a.lift_steps,
                     a.objects,
                     parse_supersample(a.supersample),
+                    a.lift_preset,
                 )  # fmt: skip
             )
             # rows so far, in case a long run is cut short
@@ -342,8 +347,9 @@ def report(results: list[dict], timing: dict, args=None) -> str:
     methods = ("engine-only", "relight", "full")
     lines = ["## World model (tools/bench/world_model.py)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}. "
-             f"{len(results)} scenes (seeds 0..{len(results) - 1}), {W}x{H}, TinyRenderer ground truth with shadows; "
-             + ("lifted with hybrid lift --preset fast (known cameras), "
+             f"{len(results)} scenes (seeds {', '.join(str(r['rows'][0]['seed']) for r in results)}), {W}x{H}, TinyRenderer ground truth with shadows; "
+             + (f"lifted with hybrid lift --preset {getattr(args, 'lift_preset', 'fast')}"
+                + (f" --steps {args.lift_steps}" if getattr(args, "lift_steps", None) else "") + " (known cameras, CPU), "
                 + ("splats assigned to the boxes by their known poses; " if getattr(args, "objects", "") == "known"
                    else "objects detected (segment_scene seeded on each box, refine_with_views); ")
                 if getattr(args, "lift", False) else
