@@ -169,7 +169,7 @@ class World:
         *,
         background: tuple[float, float, float] = (0.0, 0.0, 0.0),
         backend: str = "cpu",
-        supersample: int | None = 1,
+        supersample: int | None = None,
     ) -> list[np.ndarray]:  # C images [H, W, 3] float32 in [0, 1]
         """Rasterize the current state for each camera with ``render.rasterize`` (cameras may differ in size).
 

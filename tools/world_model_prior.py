@@ -21,7 +21,7 @@ random capture light:
 4. the residual network is trained on these pairs (gated L1 against the truth, the loss of
    per-scene training) and written as safetensors.
 
-    python tools/world_model_prior.py [--scenes 24] [--lifted 24] [--first-seed 1000] [--steps 6000]
+    python tools/world_model_prior.py [--scenes 24] [--lifted 24] [--first-seed 1000] [--steps 12000]
                                       [--corpus artifacts/world_model_corpus]
                                       [--out hybrid/world_model/prior.safetensors]
 
@@ -57,8 +57,8 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from tiny_world import TinyScene, build_scene, cam_look, capture_orbit, lift_scene  # noqa: E402
 
 EDITS = ("slide", "topple", "drop", "remove")
-TIMES_PER_EDIT = 2
-VIEWS_PER_TIME = 2
+TIMES_PER_EDIT = 3  # simulation times per edit
+VIEWS_PER_TIME = 4  # random viewpoints per time (16 samples per scene before session 16)
 SIZE = (160, 120)  # the benchmark's image size
 
 
@@ -106,7 +106,8 @@ def edit_events(kind: str, box: dict, rng: np.random.Generator) -> list[dict]:
 
 
 def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edits=EDITS, rough: float = 0.0,
-                  lift_cache: Path | None = None, objects: str = "detect") -> dict[str, np.ndarray]:  # fmt: skip
+                  lift_cache: Path | None = None, objects: str = "detect", times: int = TIMES_PER_EDIT,
+                  views: int = VIEWS_PER_TIME) -> dict[str, np.ndarray]:  # fmt: skip
     """Every (network input, base, gate, truth) of one corpus scene, float16, keyed ``{field}{i}``.
 
     With ``lift_cache`` the scene is lifted from its capture orbit (kept in that folder) instead of
@@ -137,14 +138,14 @@ def scene_samples(seed: int, tmp: Path, log=print, colour_steps: int = 150, edit
         for kind in edits:
             box = tiny.boxes[int(rng.integers(len(tiny.boxes)))]
             world = World(scene, events=parse_events(edit_events(kind, box, rng)))
-            for t in np.sort(rng.uniform(0.3, 2.0, TIMES_PER_EDIT)):
+            for t in np.sort(rng.uniform(0.3, 2.0, times)):
                 world.advance_to(float(t))
                 poses = world.poses()
                 tiny.set_poses(tiny.follow(scene, poses))  # the true boxes move as their objects did
                 if box["name"] not in poses:  # removed: out of TinyRenderer's sight
                     tiny.set_poses({box["name"]: {"position": [0.0, 0.0, -50.0], "quaternion": [1, 0, 0, 0]}})
                 state = SplatState.of_world(world)
-                cams = [random_view(rng) for _ in range(VIEWS_PER_TIME)]
+                cams = [random_view(rng) for _ in range(views)]
                 frames = wm.render(state, cams, keep_gbuffers=True)
                 for cam, fr in zip(cams, frames, strict=True):
                     x, base, gate = network_input(fr.gbuffers)
@@ -181,7 +182,7 @@ def main() -> None:
     ap.add_argument(
         "--first-seed", type=int, default=1000, help="seed of the first corpus scene (the benchmark uses 0-2)"
     )
-    ap.add_argument("--steps", type=int, default=6000, help="training steps of the prior")
+    ap.add_argument("--steps", type=int, default=12000, help="training steps of the prior (6000 before session 16)")
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="Adam learning rate (cosine decay; at 3e-3 the loss stayed flat on this corpus)")  # fmt: skip
     ap.add_argument(

@@ -57,7 +57,8 @@ def render_command(
         "--supersample",
         help="Draw each view N (1-4) times finer and box-filter it, or 'auto': as many times as the view is coarser "
         "than the capture cameras (for views smaller or farther than the capture; splats only, through "
-        "render.rasterize, as --world-model renders them).",
+        "render.rasterize, as --world-model renders them). Default: auto where the world model draws (relight, "
+        "full); with --world-model off and no --supersample the GL path draws each view at its size.",
     ),
 ) -> None:
     """Render SCENE headless (EGL) from --cameras or an --orbit into OUT.mp4 or a folder of PNGs."""
@@ -91,7 +92,7 @@ def render_command(
     if suffix == ".png" and len(views) != 1:
         raise ShapeError(f"-o {out}: a single .png needs exactly one view, got {len(views)}; give a folder instead")
 
-    factor = 1  # render.supersample: None is "auto"
+    factor = None  # render.supersample: None is "auto", the world model's default
     if supersample is not None:
         from render.supersample import parse_supersample
 
@@ -130,7 +131,7 @@ def render_command(
         count = len(write_pngs(out, frames))
         what = f"{out}/c0.png .. c{count - 1}.png"
     elapsed = time.perf_counter() - start
-    how = (f"render.rasterize, world model {wm_mode}, supersample {supersample}" if rasterized
+    how = (f"render.rasterize, world model {wm_mode}, supersample {supersample or 'auto'}" if rasterized
            else f"{splat_path} splats")  # fmt: skip
     typer.echo(f"rendered {count} view(s) ({how}, {len(loaded.splats)} splats) to {what} "
                f"in {elapsed:.1f} s ({1000 * elapsed / max(count, 1):.0f} ms/view)")  # fmt: skip

@@ -139,7 +139,7 @@ def render_gbuffers(
     *,
     baked: bool = False,  # also rasterize the baked (engine-only) colour
     backend: str | None = None,
-    supersample: int | None = 1,  # samples per pixel side; None: as the capture needs (render.supersample)
+    supersample: int | None = None,  # samples per pixel side; None: as the capture needs (render.supersample)
 ) -> GBuffers:
     """Rasterize the relit splats for ``camera`` and gather the per-pixel G-buffers.
 

@@ -84,7 +84,7 @@ class WorldModel:
         backend: str | None = None,  # render.rasterize backend
         notify: Callable[[str], None] | None = None,  # receives what the model decided (default: log warning)
         relighting: Relighting | None = None,  # a precomputed explicit layer for this scene
-        supersample: int | None = 1,  # samples per pixel side (render.supersample); None: as the capture needs
+        supersample: int | None = None,  # samples per pixel side (render.supersample); None: as the capture needs
     ) -> None:
         if mode not in MODES:
             raise ShapeError(f"--world-model: must be one of {', '.join(MODES)}; got {mode!r}")
@@ -192,7 +192,7 @@ def apply_world_model(
 
 
 def _plain(scene: Scene, state: SplatState, cam: Camera, bg: torch.Tensor, backend: str | None,
-           supersample: int | None = 1) -> np.ndarray:  # fmt: skip
+           supersample: int | None = None) -> np.ndarray:  # fmt: skip
     from render.rasterize import rasterize
     from render.supersample import resolve, supersampled
 
@@ -229,7 +229,7 @@ def world_model_views(
     size: tuple[int, int] | None = None,  # (width, height) to render every view at
     backend: str | None = None,
     notify: Callable[[str], None] | None = None,
-    supersample: int | None = 1,  # render.supersample; None: as the capture needs
+    supersample: int | None = None,  # render.supersample; None: as the capture needs
 ):  # -> Iterator[np.ndarray] [H, W, 3] uint8
     """Render the scene at rest from each camera through the world model (``hybrid render``)."""
     wm = WorldModel(scene, mode, backend=backend, notify=notify, supersample=supersample)

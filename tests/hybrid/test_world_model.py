@@ -153,6 +153,10 @@ def test_lifted_like_splats_take_their_normals_from_the_ground_plane_and_the_col
 
 
 def test_floaters_without_a_surface_direction_are_lit_like_the_ground_and_a_flat_shelf_keeps_its_own():
+    """Round static blobs and static splats hanging in the air take the ground's normal; a shelf on a post keeps its own.
+
+    A flat floater's axis is as arbitrary as a blob's (bench lift 0: 190 of them glowed under a turned light).
+    """
     from scenes import Splats
 
     scene, truth = cube_over_plane(floor_half=0.45, spacing=0.015)
@@ -168,15 +172,21 @@ def test_floaters_without_a_surface_direction_are_lit_like_the_ground_and_a_flat
     shelf_means = np.c_[np.linspace(-0.3, 0.3, 20), np.full(20, -0.3), np.full(20, 0.55)]
     shelf_q = np.tile([np.cos(tilt / 2), np.sin(tilt / 2), 0.0, 0.0], (20, 1))
     shelf_scales = np.tile([0.03, 0.03, 0.002], (20, 1))
-    n0 = len(s)
+    post_means = np.c_[np.full(40, -0.33), np.full(40, -0.3), np.linspace(0.02, 0.54, 40)]  # the shelf stands on it
+    post_q, post_scales = np.tile([1.0, 0.0, 0.0, 0.0], (40, 1)), np.tile([0.01, 0.002, 0.01], (40, 1))
+    flat_means = shelf_means + [0.0, 0.6, 0.1]  # the same shelf hanging in the air: a lift's flat floaters
+    n0, m = len(s), k + 60 + 20
     splats = Splats.from_activated(
-        np.concatenate([s.means, blob_means, shelf_means]), np.concatenate([s.unit_quats, blob_q, shelf_q]),
-        np.concatenate([s.scales, blob_scales, shelf_scales]), np.concatenate([s.opacities, np.full(k + 20, 0.9)]),
-        sh=np.concatenate([s.sh, np.zeros((k + 20, 1, 3), np.float32)]))  # fmt: skip
+        np.concatenate([s.means, blob_means, shelf_means, post_means, flat_means]),
+        np.concatenate([s.unit_quats, blob_q, shelf_q, post_q, shelf_q]),
+        np.concatenate([s.scales, blob_scales, shelf_scales, post_scales, shelf_scales]),
+        np.concatenate([s.opacities, np.full(m, 0.9)]), sh=np.concatenate([s.sh, np.zeros((m, 1, 3), np.float32)]))  # fmt: skip
     floaters = lifted.with_(splats=splats)
     blobs, shelf = np.arange(n0, n0 + k), np.arange(n0 + k, n0 + k + 20)
+    flat = np.arange(n0 + k + 60, n0 + m)
     normals, source = scene_normals(floaters)
     assert np.all(source[blobs] == 3) and np.allclose(normals[blobs], [0.0, 0.0, 1.0])
+    assert np.all(source[flat] == 3) and np.allclose(normals[flat], [0.0, 0.0, 1.0])
     assert np.all(source[shelf] == 0)  # a flat static splat keeps its shortest axis, turned to face the cameras
     assert np.all(np.abs(normals[shelf] @ [0.0, -np.sin(tilt), np.cos(tilt)]) > 0.999)
     # under a new light an unshadowed floater changes as the lit floor does, not by its arbitrary axis

@@ -75,14 +75,17 @@ def test_dots_drawn_four_times_coarser_keep_their_light(path):
     small = cam.scaled(0.25)  # 40 x 40: each pixel spans 4 x 4 capture pixels
     if path == "world":
         got = World(scene).render([small], supersample=None)[0]  # auto: 4
-        direct = World(scene).render([small])[0]  # the default draws as is
+        default = World(scene).render([small])[0]  # the default is auto (session 16)
+        direct = World(scene).render([small], supersample=1)[0]  # drawn as is
         bare = World(Scene(scene.splats)).render([small], supersample=None)[0]  # no capture cameras: nothing to do
     else:
         state = SplatState.rest(scene)
         got = WorldModel(scene, "off", supersample=None).images(state, [small])[0]
-        direct = WorldModel(scene, "off").images(state, [small])[0]
+        default = WorldModel(scene, "off").images(state, [small])[0]
+        direct = WorldModel(scene, "off", supersample=1).images(state, [small])[0]
         bare = WorldModel(Scene(scene.splats), "off", supersample=None).images(state, [small])[0]
     np.testing.assert_array_equal(bare, direct)
+    np.testing.assert_array_equal(default, got)
     # the 16 x 16 dots fill a square 128 capture pixels wide, 32 of these pixels, in the middle
     want = 256 * OPACITY * 2 * np.pi * 0.3 / 128**2  # each dot's light over the square's area (capture px²)
     square = slice(4, 36)

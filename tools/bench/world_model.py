@@ -100,7 +100,7 @@ def scores(pred, gt, changed) -> dict:
 # ------------------------------------------------------------------------------------------- one scene
 def run_scene(seed: int, out: Path, tmp: Path, config: TrainConfig, log, estimate_direction: bool,
               colour_steps: int = 300, use_lift: bool = False, lift_cache: Path | None = None,
-              lift_steps: int | None = None, objects: str = "detect", supersample: int | None = 1,
+              lift_steps: int | None = None, objects: str = "detect", supersample: int | None = None,
               lift_preset: str = "fast") -> dict:  # fmt: skip
     from hybrid.world import World
     from physics.events import parse_events
@@ -298,9 +298,10 @@ def main() -> None:
                          "(segment_scene + refine_with_views, hull colliders; detect), or the splats inside the "
                          "boxes' known poses grown by 10 %% + 2 cm with the true boxes as colliders (known)")  # fmt: skip
     ap.add_argument("--seeds", type=str, default=None, help="comma-separated scene seeds (default 0..scenes-1)")
-    ap.add_argument("--supersample", type=str, default="1",
+    ap.add_argument("--supersample", type=str, default="auto",
                     help="every method draws N times finer and box-filters (render.supersample), or 'auto': as "
-                         "many times as an evaluation view is coarser than the capture (default 1: as drawn)")  # fmt: skip
+                         "many times as an evaluation view is coarser than the capture (default auto, the "
+                         "renderers' default since session 16; 1: as drawn)")  # fmt: skip
     ap.add_argument("--residual-gpu", action="store_true", help="only time the residual at 1920x1080 on CUDA")
     a = ap.parse_args()
     if a.residual_gpu:
