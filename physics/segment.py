@@ -589,9 +589,12 @@ def _split_stack(
     if best is None:
         return whole
     upper = h > best
-    # the upper object's sides reach down into the cut band: band splats inside its footprint are its own
+    # the upper object's sides reach down into the cut band: band splats inside its footprint are its own. The
+    # footprint is its body's, above the band: the lower top face's noisiest splats stand above the cut too, and
+    # a hull through them took in the whole face (see _stray_top)
+    body = upper & (h > best + 2 * dz)
     try:
-        planes = ConvexHull(uv[upper]).equations  # [F, 3]: inside where n . uv + c <= 0
+        planes = ConvexHull(uv[body if body.sum() >= cfg.min_splats // 2 else upper]).equations  # inside: n.uv+c <= 0
     except QhullError:  # a flat or degenerate upper part: not an object
         return whole
     inside = np.all(uv @ planes[:, :2].T + planes[:, 2] <= 0.2 * dz, axis=1)
@@ -603,7 +606,7 @@ def _split_stack(
     distance = float(np.linalg.norm(c_up - c_low))
     if distance < cfg.stack_color_distance:
         return whole
-    upper &= ~_stray_top(uv, h, chroma, upper, best, dz, c_up, c_low)
+    upper &= ~_stray_top(uv, h, chroma, upper, best, dz, c_up, c_low, cfg.min_splats // 2)
     lower = ~upper
     low, up_idx = np.nonzero(lower)[0], np.nonzero(upper)[0]
     lower_parts = [low[p] for p in _split_stack(uv[low], h[low], chroma[low], cfg, depth + 1)]
@@ -619,7 +622,7 @@ def _split_stack(
 
 
 def _stray_top(uv: np.ndarray, h: np.ndarray, chroma: np.ndarray, upper: np.ndarray, cut: float, dz: float,
-               c_up: np.ndarray, c_low: np.ndarray) -> np.ndarray:  # fmt: skip
+               c_up: np.ndarray, c_low: np.ndarray, min_body: int) -> np.ndarray:  # fmt: skip
     """[M] bool: splats of a stack's ``upper`` part that are the lower object's top face.
 
     A lift draws the lower object's top face with a few cm of noise: its highest splats stand
@@ -633,7 +636,7 @@ def _stray_top(uv: np.ndarray, h: np.ndarray, chroma: np.ndarray, upper: np.ndar
     from scipy.spatial import ConvexHull, QhullError
 
     body = upper & (h > cut + 2 * dz)
-    if body.sum() < 4:
+    if body.sum() < max(min_body, 4):
         return np.zeros(len(h), bool)
     try:
         eq = ConvexHull(uv[body]).equations
