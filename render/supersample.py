@@ -16,9 +16,11 @@ that draws a camera's view at least as finely as the capture did; :func:`resolve
 the supersampled buffers back to the camera's pixels (pixel centres at ``i + 0.5``: a ``k``-times
 camera's ``k x k`` block covers exactly one pixel).
 
-The renderers take ``supersample``: 1 (the default: drawn as is), a factor, or ``None`` ("auto",
-:meth:`CaptureSampling.factor`). The default stays 1 until the world model's prior is trained
-on resolved G-buffers and keeps its tested margin (docs/design.md, Rasterization).
+The renderers that draw a scene for its cameras (``World.render``, ``WorldModel``,
+``render_gbuffers``, ``hybrid render``) take ``supersample``: ``None`` (the default, "auto",
+:meth:`CaptureSampling.factor`), a fixed factor, or 1 (drawn as is). ``render.rasterize`` itself
+draws exactly the camera it is given. The viewer's GL compositor draws at window size, without
+supersampling (docs/design.md, Rasterization).
 """
 
 from __future__ import annotations
