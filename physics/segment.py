@@ -12,7 +12,8 @@
    top of the lower object, and the part above differs in chromaticity) is split into its
    objects. ``seeds`` (``--object x,y,z``) choose clusters explicitly and split a cluster
    that holds several seeds. With capture cameras, a cluster they only graze (triangulated
-   far worse than the best-seen cluster, in frame in few cameras) is not an object.
+   far worse than the best-seen cluster, in frame in few cameras) is not an object, nor is a
+   cluster of a lift's haze (large splats, sparse, a few cm above the ground).
 3. :func:`segment_scene`: a collider per object (convex hull of its splat centres, its
    lowest band extended down to the ground plane so that it rests where it stood; an
    object resting on another starts at that one's top), volume, mass from a density,
@@ -92,6 +93,12 @@ class SegmentConfig:
     # where the cameras only graze (a lift's bumps far out on the ground): not an object (0: keep all)
     observation_ratio: float = 5.0
     observation_coverage: float = 0.5
+    # a cluster of a lift's haze: its median splat is this many times the median splat of all the clusters (in
+    # capture pixels where there are capture cameras, else in metres) and it is this sparse (splats per m² of its
+    # footprint, against the densest cluster's): large splats the lift left a few cm above the ground where the
+    # cameras see it at a grazing angle; not an object (0: keep all)
+    haze_size_ratio: float = 1.4
+    haze_density_ratio: float = 0.15
     # objects are settled when made: PyBullet runs this long with no edit, and an object whose collider moves it
     # (a lifted hull that does not sit flat: a box on a bumpy top tips by a few degrees) by at most
     # ``settle_max_shift`` / ``settle_max_angle`` gets its collider turned to where it came to rest; its splats do
@@ -955,6 +962,7 @@ def segment_scene(
     found, background = _find(splats.means, weights, fit, cfg, seeds, splats.colors, splats.scales.max(axis=1))
     if seeds is None or not len(seeds):
         found = _drop_poorly_observed(found, splats.means, weights, scene.capture_cameras, cfg)
+        found = _drop_haze(found, splats.means, splats.scales.max(axis=1), fit.normal, scene.capture_cameras, cfg)
     if names is not None and len(names) != len(found):
         raise SceneError(f"segment_scene: {len(names)} names given for {len(found)} objects found")
     objects = []
@@ -1069,6 +1077,68 @@ def observation(centre: np.ndarray, cameras) -> tuple[float, int]:
         return math.inf, n
     eig = np.linalg.eigvalsh(info)
     return (1.0 / math.sqrt(eig[0]) if eig[0] > 0 else math.inf), n
+
+
+def _pixel_rate(points: np.ndarray, cameras) -> np.ndarray:  # [N, 3] -> [N]
+    """Capture pixels per metre at each point: ``f / depth``, the median over the cameras that see it; NaN: none."""
+    rates = np.full((len(cameras), len(points)), np.nan)
+    for k, cam in enumerate(cameras):
+        u, v, z = cam.project(points)
+        inside = (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+        rates[k, inside] = math.sqrt(cam.K[0, 0] * cam.K[1, 1]) / z[inside]
+    out = np.full(len(points), np.nan)
+    seen = np.isfinite(rates).any(axis=0)
+    out[seen] = np.nanmedian(rates[:, seen], axis=0)
+    return out
+
+
+def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray, cameras,
+               cfg: SegmentConfig) -> list:  # fmt: skip
+    """``found`` without the clusters of a lift's haze (``SegmentConfig.haze_size_ratio``, ``haze_density_ratio``).
+
+    Where the cameras see the ground at a grazing angle (far out, beyond the objects) a lift
+    leaves a few dozen large, opaque splats a few cm above it. They cluster like an object: on 8
+    lifts of box worlds (``tools/tiny_world.py``, 2026-11-23) 4 made one false object each, 55-103
+    splats spread over 0.4-1.1 m, a hull of 6-48 kg. Their median splat was 1.5-3.9x the
+    clusters' median in capture pixels (the 24 boxes: 0.92-1.22x) and they held 190-384 splats
+    per m² of footprint against 4300-11000 for the boxes. Both together tell them apart: a
+    real object drawn with larger splats (a plain surface) is as large but dense, one farther
+    away is as sparse but not larger in capture pixels.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    if cfg.haze_size_ratio <= 0 or len(found) < 2:
+        return found
+    every = np.concatenate([c.indices for c in found])
+    size = np.asarray(sizes, np.float64)[every]
+    if cameras:
+        rate = _pixel_rate(np.asarray(means, np.float64)[every], cameras)
+        if np.isfinite(rate).mean() > 0.5:
+            size = size * rate
+    size = dict(zip(every.tolist(), size.tolist(), strict=True))
+    ref = float(np.nanmedian(list(size.values())))
+    basis = plane_basis(np.asarray(up, np.float64))[:2].T
+    density, ratio = [], []
+    for c in found:
+        uv = np.asarray(means, np.float64)[c.indices] @ basis
+        try:
+            area = ConvexHull(uv).volume  # a 2-D hull's "volume" is its area
+        except QhullError:
+            area = 0.0
+        density.append(c.indices.size / max(area, 1e-9))
+        ratio.append(float(np.nanmedian([size[i] for i in c.indices.tolist()])) / max(ref, 1e-12))
+    densest = max(density)
+    keep = []
+    for cand, d, r in zip(found, density, ratio, strict=True):
+        if r >= cfg.haze_size_ratio and d <= cfg.haze_density_ratio * densest:
+            log.info("cluster of %d splats at %s: haze (splats %.1fx the objects' median, %.0f splats per m² of "
+                     "footprint against %.0f): not an object", cand.indices.size, np.round(cand.centroid, 2).tolist(),
+                     r, d, densest)  # fmt: skip
+            continue
+        log.debug("cluster of %d splats at %s: splats %.2fx the objects' median, %.2f of the densest's density",
+                  cand.indices.size, np.round(cand.centroid, 2).tolist(), r, d / densest)  # fmt: skip
+        keep.append(cand)
+    return keep
 
 
 def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConfig) -> list:
