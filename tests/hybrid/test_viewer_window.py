@@ -87,6 +87,11 @@ class Viewer:
         return self.proc.stdout.read().decode(errors="replace")[-3000:]
 
 
+# how long the viewer may take to open and show its first frame (importing torch, compiling numba kernels, loading
+# the scene): about 10 s on a quiet 2-core machine, over 40 s beside the rest of the suite on both cores (-n 2)
+STARTUP_S = 120
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> tuple[Path, Path]:
     """The test scene folder and a crate mesh to spawn."""
@@ -109,14 +114,14 @@ def launch(files, tmp: Path, *extra: str):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=display.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     v = Viewer(display, proc, out)
     try:
-        wait_for(lambda: xdo(display, "search", "--name", "hybrid view") or not v.alive(), 40, "the viewer window")
+        wait_for(lambda: xdo(display, "search", "--name", "hybrid view") or not v.alive(), STARTUP_S, "the viewer window")
         if not v.alive():
             text = v.output()
             if "could not open" in text or "GLFW could not start" in text or "context" in text:
                 pytest.skip(f"no GL window under Xvfb: {text.strip().splitlines()[-1]}")
             raise AssertionError(f"the viewer exited: {text}")
         v.move(SIZE[0] - 100, SIZE[1] - 60)  # over the 3D view: keys go to the window under the pointer
-        deadline = time.time() + 40
+        deadline = time.time() + STARTUP_S
         while not v.shots():  # the window opens before the scene is loaded: retry P until a frame shows
             assert time.time() < deadline, "no screenshot from the viewer"
             assert v.alive(), v.output()
