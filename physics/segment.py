@@ -1126,7 +1126,9 @@ def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray
         except QhullError:
             area = 0.0
         density.append(c.indices.size / max(area, 1e-9))
-        ratio.append(float(np.nanmedian([size[i] for i in c.indices.tolist()])) / max(ref, 1e-12))
+        own = np.array([size[i] for i in c.indices.tolist()])
+        own = own[np.isfinite(own)]  # splats no capture camera sees have no pixel size
+        ratio.append(float(np.median(own)) / max(ref, 1e-12) if own.size else 1.0)
     densest = max(density)
     keep = []
     for cand, d, r in zip(found, density, ratio, strict=True):
