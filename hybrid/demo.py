@@ -36,6 +36,7 @@ class LivingResult:
     light: dict  # the fitted capture light (direction, sun, ambient)
     seconds: dict  # per stage
     settled: dict = field(default_factory=dict)  # objects whose colliders were turned to rest (segmentation's report)
+    not_objects: list = field(default_factory=list)  # clusters judged not to be objects (segmentation's report)
 
 
 def push_event(scene: Scene, camera_index: int = 0, *, time: float = 0.3) -> tuple[dict, str] | None:
@@ -163,6 +164,6 @@ def bring_to_life(
                  times=[PUSH_DURATION], video=False, backend=backend, world_model="off")  # fmt: skip
         _compare(push_dir, len(cams))
         seconds["push"] = time.perf_counter() - t0
-    settled = scene.metadata.get("segmentation", {}).get("settled", {})
+    segmentation = scene.metadata.get("segmentation", {})
     return LivingResult(tuple(o.name for o in scene.objects), push[1] if push else None, push_dir, light, seconds,
-                        settled)  # fmt: skip
+                        segmentation.get("settled", {}), segmentation.get("not_objects", []))  # fmt: skip

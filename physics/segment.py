@@ -43,8 +43,8 @@ from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
-           "build_object", "merge_objects", "rename_object", "settle_objects", "settle_notes", "static_mesh", "HeightField",
-           "height_field", "observation"]  # fmt: skip
+           "build_object", "merge_objects", "rename_object", "settle_objects", "settle_notes", "not_object_notes",
+           "static_mesh", "HeightField", "height_field", "observation"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -960,9 +960,11 @@ def segment_scene(
     weights = splats.opacities.astype(np.float64)
     fit = fit_ground(splats.means, weights, cfg)
     found, background = _find(splats.means, weights, fit, cfg, seeds, splats.colors, splats.scales.max(axis=1))
+    not_objects: list[dict] = []  # clusters found like objects but judged not to be (for people: not_object_notes)
     if seeds is None or not len(seeds):
-        found = _drop_poorly_observed(found, splats.means, weights, scene.capture_cameras, cfg)
-        found = _drop_haze(found, splats.means, splats.scales.max(axis=1), fit.normal, scene.capture_cameras, cfg)
+        found = _drop_poorly_observed(found, splats.means, weights, scene.capture_cameras, cfg, not_objects)
+        found = _drop_haze(found, splats.means, splats.scales.max(axis=1), fit.normal, scene.capture_cameras, cfg,
+                           not_objects)  # fmt: skip
     if names is not None and len(names) != len(found):
         raise SceneError(f"segment_scene: {len(names)} names given for {len(found)} objects found")
     objects = []
@@ -988,6 +990,7 @@ def segment_scene(
                      "position": list(o.position)} for o in objects],
         "config": {k: v for k, v in cfg.__dict__.items()},
         "settled": report,
+        "not_objects": not_objects,
     }  # fmt: skip
     return settled.with_(metadata=meta)
 
@@ -1092,8 +1095,8 @@ def _pixel_rate(points: np.ndarray, cameras) -> np.ndarray:  # [N, 3] -> [N]
     return out
 
 
-def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray, cameras,
-               cfg: SegmentConfig) -> list:  # fmt: skip
+def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray, cameras, cfg: SegmentConfig,
+               dropped: list | None = None) -> list:  # fmt: skip
     """``found`` without the clusters of a lift's haze (``SegmentConfig.haze_size_ratio``, ``haze_density_ratio``).
 
     Where the cameras see the ground at a grazing angle (far out, beyond the objects) a lift
@@ -1133,9 +1136,12 @@ def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray
     keep = []
     for cand, d, r in zip(found, density, ratio, strict=True):
         if r >= cfg.haze_size_ratio and d <= cfg.haze_density_ratio * densest:
-            log.info("cluster of %d splats at %s: haze (splats %.1fx the objects' median, %.0f splats per m² of "
-                     "footprint against %.0f): not an object", cand.indices.size, np.round(cand.centroid, 2).tolist(),
-                     r, d, densest)  # fmt: skip
+            why = (f"haze: large, sparse splats, {r:.1f}x the clusters' median size, {d:.0f} splats per m² of "
+                   f"footprint against {densest:.0f}")  # fmt: skip
+            log.info("cluster of %d splats at %s: %s: not an object", cand.indices.size,
+                     np.round(cand.centroid, 2).tolist(), why)  # fmt: skip
+            if dropped is not None:
+                dropped.append(_not_object(cand, why))
             continue
         log.debug("cluster of %d splats at %s: splats %.2fx the objects' median, %.2f of the densest's density",
                   cand.indices.size, np.round(cand.centroid, 2).tolist(), r, d / densest)  # fmt: skip
@@ -1143,7 +1149,19 @@ def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray
     return keep
 
 
-def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConfig) -> list:
+def _not_object(cand: ObjectCandidate, why: str) -> dict:
+    return {"splats": int(cand.indices.size), "centre": [round(float(v), 3) for v in cand.centroid], "why": why}
+
+
+def not_object_notes(records: list[dict], scene: str = "SCENE") -> list[str]:
+    """One line per cluster that :func:`segment_scene` found but judged not to be an object, for people."""
+    return [f"a cluster of {r['splats']} splats at {', '.join(f'{v:.2f}' for v in r['centre'])} is not an object "
+            f"({r['why']}); to make it one: hybrid objects {scene} --object "
+            f"{','.join(f'{v:.2f}' for v in r['centre'])}" for r in records]  # fmt: skip
+
+
+def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConfig,
+                          dropped: list | None = None) -> list:  # fmt: skip
     """``found`` without the clusters the capture cameras only graze (``SegmentConfig.observation_ratio``).
 
     On the bundled sample lifted with more densification, the ground under the camera ring (seen
@@ -1162,9 +1180,12 @@ def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConf
     keep = []
     for cand, (sd, n) in zip(found, obs, strict=True):
         if sd > cfg.observation_ratio * sd0 and n < cfg.observation_coverage * n0:
-            log.info("cluster of %d splats at %s: the cameras only graze it (triangulated to %.1f mm, %.1fx the best "
-                     "object's; in frame in %d cameras against %d): not an object", cand.indices.size,
-                     np.round(cand.centroid, 2).tolist(), sd * 1e3, sd / sd0, n, n0)  # fmt: skip
+            why = (f"the cameras only graze it: triangulated to {sd * 1e3:.1f} mm, {sd / sd0:.1f}x the best object's; "
+                   f"in frame in {n} cameras against {n0}")  # fmt: skip
+            log.info("cluster of %d splats at %s: %s: not an object", cand.indices.size,
+                     np.round(cand.centroid, 2).tolist(), why)  # fmt: skip
+            if dropped is not None:
+                dropped.append(_not_object(cand, why))
             continue
         keep.append(cand)
     return keep

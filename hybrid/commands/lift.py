@@ -148,7 +148,7 @@ def _bring_to_life(scene_dir: Path, quiet: bool) -> None:
     from rich.console import Console
 
     from hybrid.demo import PUSH_DURATION, bring_to_life
-    from physics.segment import settle_notes
+    from physics.segment import not_object_notes, settle_notes
 
     console = Console(stderr=True, quiet=quiet)
     labels = {"objects": "finding the ground and the objects", "world model": "fitting the world model's light",
@@ -158,7 +158,7 @@ def _bring_to_life(scene_dir: Path, quiet: bool) -> None:
     out = Console(quiet=quiet)
     times = ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in r.seconds.items())
     out.print(f"objects: {', '.join(r.objects) or 'none'}; contact sheet {scene_dir / 'objects.png'}")
-    for line in settle_notes(r.settled):
+    for line in settle_notes(r.settled) + not_object_notes(r.not_objects, str(scene_dir)):
         out.print(line)
     out.print(f"light: direction {r.light['direction']}, sun {r.light['sun']}, ambient {r.light['ambient']}")
     if r.push_dir is not None:

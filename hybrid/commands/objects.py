@@ -51,7 +51,14 @@ def objects_command(
     from rich.table import Table
 
     from hybrid.objects import click_seed, contact_sheet, object_table, refine_with_views
-    from physics.segment import SegmentConfig, merge_objects, rename_object, segment_scene, settle_notes
+    from physics.segment import (
+        SegmentConfig,
+        merge_objects,
+        not_object_notes,
+        rename_object,
+        segment_scene,
+        settle_notes,
+    )
     from scenes import load_scene, save_scene
     from scenes.errors import ShapeError
 
@@ -72,6 +79,8 @@ def objects_command(
         loaded = segment_scene(loaded, cfg, np.array(points) if points else None)
         if not as_json:
             for line in settle_notes(loaded.metadata["segmentation"]["settled"]):
+                typer.echo(line)
+            for line in not_object_notes(loaded.metadata["segmentation"].get("not_objects", []), str(scene)):
                 typer.echo(line)
         if refine and loaded.capture_cameras and loaded.objects:
             loaded, added = refine_with_views(loaded, backend=backend)

@@ -114,7 +114,9 @@ def launch(files, tmp: Path, *extra: str):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=display.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     v = Viewer(display, proc, out)
     try:
-        wait_for(lambda: xdo(display, "search", "--name", "hybrid view") or not v.alive(), STARTUP_S, "the viewer window")
+        wait_for(
+            lambda: xdo(display, "search", "--name", "hybrid view") or not v.alive(), STARTUP_S, "the viewer window"
+        )
         if not v.alive():
             text = v.output()
             if "could not open" in text or "GLFW could not start" in text or "context" in text:

@@ -13,7 +13,7 @@ pytest.importorskip("trimesh")
 
 from physics import PhysicsWorld, SegmentConfig, find_objects, fit_ground, mass_properties, segment_scene  # noqa: E402
 from physics.colliders import convex_decomposition  # noqa: E402
-from physics.segment import merge_objects, rename_object  # noqa: E402
+from physics.segment import merge_objects, not_object_notes, rename_object  # noqa: E402
 from scenes import Camera, Ground, Scene, SceneError, SceneObject, Splats  # noqa: E402
 from tests.physics._scenes import PRIMITIVES, G, _box_surface, box_collider, primitive_splats  # noqa: E402
 
@@ -470,6 +470,12 @@ def test_a_lifts_haze_of_large_sparse_splats_is_not_an_object(with_cameras):
     assert len(scene.objects) == 2
     assert len(owner(scene.objects, parts[1], parts[2])) == 1 and len(owner(scene.objects, parts[2], parts[3])) == 1
     assert not owner(scene.objects, parts[3], parts[4])
+    # and the scene says so, with the seed that would make it an object
+    (record,) = scene.metadata["segmentation"]["not_objects"]
+    assert record["why"].startswith("haze") and len(haze) - 3 <= record["splats"] <= len(haze)
+    assert np.allclose(record["centre"], haze.mean(0), atol=0.02)
+    (line,) = not_object_notes([record], "out/scene")
+    assert "hybrid objects out/scene --object -0.80,0.80," in line
 
 
 def test_floaters_chained_to_an_objects_base_are_not_the_object():
