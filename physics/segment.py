@@ -1153,11 +1153,17 @@ def _not_object(cand: ObjectCandidate, why: str) -> dict:
     return {"splats": int(cand.indices.size), "centre": [round(float(v), 3) for v in cand.centroid], "why": why}
 
 
-def not_object_notes(records: list[dict], scene: str = "SCENE") -> list[str]:
-    """One line per cluster that :func:`segment_scene` found but judged not to be an object, for people."""
-    return [f"a cluster of {r['splats']} splats at {', '.join(f'{v:.2f}' for v in r['centre'])} is not an object "
-            f"({r['why']}); to make it one: hybrid objects {scene} --object "
-            f"{','.join(f'{v:.2f}' for v in r['centre'])}" for r in records]  # fmt: skip
+def not_object_notes(records: list[dict], scene: str = "SCENE", most: int = 3) -> list[str]:
+    """Lines for people on the clusters :func:`segment_scene` found but judged not to be objects: the ``most``
+    largest, one line each, then how many more there are and where they are listed."""
+    lines = [f"a cluster of {r['splats']} splats at {', '.join(f'{v:.2f}' for v in r['centre'])} is not an object "
+             f"({r['why']}); to make it one: hybrid objects {scene} --object "
+             f"{','.join(f'{v:.2f}' for v in r['centre'])}"
+             for r in sorted(records, key=lambda r: -r["splats"])[:most]]  # fmt: skip
+    if len(records) > most:
+        lines.append(f"... and {len(records) - most} more clusters that are not objects (scene.json: "
+                     "metadata.segmentation.not_objects)")  # fmt: skip
+    return lines
 
 
 def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConfig,

@@ -476,6 +476,9 @@ def test_a_lifts_haze_of_large_sparse_splats_is_not_an_object(with_cameras):
     assert np.allclose(record["centre"], haze.mean(0), atol=0.02)
     (line,) = not_object_notes([record], "out/scene")
     assert "hybrid objects out/scene --object -0.80,0.80," in line
+    lines = not_object_notes([{**record, "splats": k} for k in range(5)], most=3)  # the 3 largest, then a count
+    assert [line.split(" splats")[0] for line in lines[:3]] == ["a cluster of 4", "a cluster of 3", "a cluster of 2"]
+    assert lines[3].startswith("... and 2 more")
 
 
 def test_floaters_chained_to_an_objects_base_are_not_the_object():
