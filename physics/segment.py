@@ -39,7 +39,7 @@ import numpy as np
 from physics.colliders import convex_collider, mass_properties
 from physics.transforms import plane_basis
 from scenes.errors import PhysicsError, SceneError, ShapeError
-from scenes.scene import ColliderMesh, Ground, Scene, SceneObject
+from scenes.scene import ColliderMesh, Ground, Scene, SceneObject, capture_pixels_per_metre
 from scenes.splats import Splats
 
 __all__ = ["SegmentConfig", "GroundFit", "ObjectCandidate", "fit_ground", "find_objects", "segment_scene",
@@ -600,11 +600,12 @@ def _split_stack(
     # footprint is its body's, above the band: the lower top face's noisiest splats stand above the cut too, and
     # a hull through them took in the whole face (see _stray_top)
     body = upper & (h > best + 2 * dz)
+    use_body = body.sum() >= max(cfg.min_splats // 2, 4)
     try:
-        planes = ConvexHull(uv[body if body.sum() >= cfg.min_splats // 2 else upper]).equations  # inside: n.uv+c <= 0
+        planes = ConvexHull(uv[body if use_body else upper]).equations
     except QhullError:  # a flat or degenerate upper part: not an object
         return whole
-    inside = np.all(uv @ planes[:, :2].T + planes[:, 2] <= 0.2 * dz, axis=1)
+    inside = _beyond(uv, planes) <= 0.2 * dz
     upper |= inside & (h > best - 2 * dz)
     lower = ~upper
     if lower.sum() < cfg.min_splats:
@@ -613,8 +614,9 @@ def _split_stack(
     distance = float(np.linalg.norm(c_up - c_low))
     if distance < cfg.stack_color_distance:
         return whole
-    upper &= ~_stray_top(uv, h, chroma, upper, best, dz, c_up, c_low, cfg.min_splats // 2)
-    lower = ~upper
+    if use_body:
+        upper &= ~_stray_top(upper & ~body & ~inside, chroma, c_up, c_low)
+        lower = ~upper
     low, up_idx = np.nonzero(lower)[0], np.nonzero(upper)[0]
     lower_parts = [low[p] for p in _split_stack(uv[low], h[low], chroma[low], cfg, depth + 1)]
     upper_parts = [up_idx[p] for p in _split_stack(uv[up_idx], h[up_idx], chroma[up_idx], cfg, depth + 1)]
@@ -628,29 +630,18 @@ def _split_stack(
     return lower_parts + upper_parts
 
 
-def _stray_top(uv: np.ndarray, h: np.ndarray, chroma: np.ndarray, upper: np.ndarray, cut: float, dz: float,
-               c_up: np.ndarray, c_low: np.ndarray, min_body: int) -> np.ndarray:  # fmt: skip
-    """[M] bool: splats of a stack's ``upper`` part that are the lower object's top face.
+def _stray_top(outside: np.ndarray, chroma: np.ndarray, c_up: np.ndarray, c_low: np.ndarray) -> np.ndarray:
+    """[M] bool: the splats of ``outside`` that are the lower object's top face, not the upper object's.
 
     A lift draws the lower object's top face with a few cm of noise: its highest splats stand
-    above the cut and join the upper part even far outside the upper object's footprint. They are
-    told apart by all three: in the cut band (under ``cut + 2 dz``), outside the horizontal hull
-    of the upper object's body (its splats above that band) by more than ``0.2 dz`` (as the cut
-    band's own splats are taken in), and nearer the lower part's median chromaticity than the
-    upper's. On the sample video's lift (2026-11-23) 7 of the crate's top splats 5-12 cm outside
-    the cube went with the cube, and its hull collider reached 12.2 cm past the true cube.
+    above the cut and join the upper part even far outside the upper object's footprint.
+    ``outside`` holds the upper part's splats in the cut band (under ``cut + 2 dz``) and outside
+    the horizontal hull of its body (its splats above that band) by more than ``0.2 dz``; of
+    those, the ones nearer the lower part's median chromaticity ``c_low`` than the upper's
+    ``c_up`` go back. On the sample video's lift (2026-11-23) 7 of the crate's top splats 5-12 cm
+    outside the cube went with the cube, and its hull collider reached 12.2 cm past the true cube.
     """
-    from scipy.spatial import ConvexHull, QhullError
-
-    body = upper & (h > cut + 2 * dz)
-    if body.sum() < max(min_body, 4):
-        return np.zeros(len(h), bool)
-    try:
-        eq = ConvexHull(uv[body]).equations
-    except QhullError:
-        return np.zeros(len(h), bool)
-    nearer_low = np.linalg.norm(chroma - c_low, axis=1) < np.linalg.norm(chroma - c_up, axis=1)
-    return upper & ~body & (_beyond(uv, eq) > 0.2 * dz) & nearer_low
+    return outside & (np.linalg.norm(chroma - c_low, axis=1) < np.linalg.norm(chroma - c_up, axis=1))
 
 
 def static_mesh(
@@ -1082,19 +1073,6 @@ def observation(centre: np.ndarray, cameras) -> tuple[float, int]:
     return (1.0 / math.sqrt(eig[0]) if eig[0] > 0 else math.inf), n
 
 
-def _pixel_rate(points: np.ndarray, cameras) -> np.ndarray:  # [N, 3] -> [N]
-    """Capture pixels per metre at each point: ``f / depth``, the median over the cameras that see it; NaN: none."""
-    rates = np.full((len(cameras), len(points)), np.nan)
-    for k, cam in enumerate(cameras):
-        u, v, z = cam.project(points)
-        inside = (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
-        rates[k, inside] = math.sqrt(cam.K[0, 0] * cam.K[1, 1]) / z[inside]
-    out = np.full(len(points), np.nan)
-    seen = np.isfinite(rates).any(axis=0)
-    out[seen] = np.nanmedian(rates[:, seen], axis=0)
-    return out
-
-
 def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray, cameras, cfg: SegmentConfig,
                dropped: list | None = None) -> list:  # fmt: skip
     """``found`` without the clusters of a lift's haze (``SegmentConfig.haze_size_ratio``, ``haze_density_ratio``).
@@ -1112,36 +1090,30 @@ def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray
 
     if cfg.haze_size_ratio <= 0 or len(found) < 2:
         return found
+    means = np.asarray(means, np.float64)
     every = np.concatenate([c.indices for c in found])
     size = np.asarray(sizes, np.float64)[every]
     if cameras:
-        rate = _pixel_rate(np.asarray(means, np.float64)[every], cameras)
-        if np.isfinite(rate).mean() > 0.5:
-            size = size * rate
-    size = dict(zip(every.tolist(), size.tolist(), strict=True))
-    ref = float(np.nanmedian(list(size.values())))
+        rate = capture_pixels_per_metre(cameras, means[every])
+        if (rate > 0).mean() > 0.5:
+            size = np.where(rate > 0, size * rate, np.nan)  # splats no capture camera sees have no pixel size
+    ref = float(np.nanmedian(size))
     basis = plane_basis(np.asarray(up, np.float64))[:2].T
     density, ratio = [], []
-    for c in found:
-        uv = np.asarray(means, np.float64)[c.indices] @ basis
+    for c, own in zip(found, np.split(size, np.cumsum([c.indices.size for c in found])[:-1]), strict=True):
         try:
-            area = ConvexHull(uv).volume  # a 2-D hull's "volume" is its area
+            area = ConvexHull(means[c.indices] @ basis).volume  # a 2-D hull's "volume" is its area
         except QhullError:
             area = 0.0
         density.append(c.indices.size / max(area, 1e-9))
-        own = np.array([size[i] for i in c.indices.tolist()])
-        own = own[np.isfinite(own)]  # splats no capture camera sees have no pixel size
+        own = own[np.isfinite(own)]
         ratio.append(float(np.median(own)) / max(ref, 1e-12) if own.size else 1.0)
     densest = max(density)
     keep = []
     for cand, d, r in zip(found, density, ratio, strict=True):
         if r >= cfg.haze_size_ratio and d <= cfg.haze_density_ratio * densest:
-            why = (f"haze: large, sparse splats, {r:.1f}x the clusters' median size, {d:.0f} splats per m² of "
-                   f"footprint against {densest:.0f}")  # fmt: skip
-            log.info("cluster of %d splats at %s: %s: not an object", cand.indices.size,
-                     np.round(cand.centroid, 2).tolist(), why)  # fmt: skip
-            if dropped is not None:
-                dropped.append(_not_object(cand, why))
+            _reject(cand, f"haze: large, sparse splats, {r:.1f}x the clusters' median size, {d:.0f} splats per m² "
+                          f"of footprint against {densest:.0f}", dropped)  # fmt: skip
             continue
         log.debug("cluster of %d splats at %s: splats %.2fx the objects' median, %.2f of the densest's density",
                   cand.indices.size, np.round(cand.centroid, 2).tolist(), r, d / densest)  # fmt: skip
@@ -1149,8 +1121,13 @@ def _drop_haze(found: list, means: np.ndarray, sizes: np.ndarray, up: np.ndarray
     return keep
 
 
-def _not_object(cand: ObjectCandidate, why: str) -> dict:
-    return {"splats": int(cand.indices.size), "centre": [round(float(v), 3) for v in cand.centroid], "why": why}
+def _reject(cand: ObjectCandidate, why: str, dropped: list | None) -> None:
+    """Log that ``cand`` is not an object and why; record it in ``dropped`` (segment_scene's ``not_objects``)."""
+    log.info("cluster of %d splats at %s: %s: not an object", cand.indices.size, np.round(cand.centroid, 2).tolist(),
+             why)  # fmt: skip
+    if dropped is not None:
+        dropped.append({"splats": int(cand.indices.size), "centre": [round(float(v), 3) for v in cand.centroid],
+                        "why": why})  # fmt: skip
 
 
 def not_object_notes(records: list[dict], scene: str = "SCENE", most: int = 3) -> list[str]:
@@ -1186,12 +1163,8 @@ def _drop_poorly_observed(found: list, means, weights, cameras, cfg: SegmentConf
     keep = []
     for cand, (sd, n) in zip(found, obs, strict=True):
         if sd > cfg.observation_ratio * sd0 and n < cfg.observation_coverage * n0:
-            why = (f"the cameras only graze it: triangulated to {sd * 1e3:.1f} mm, {sd / sd0:.1f}x the best object's; "
-                   f"in frame in {n} cameras against {n0}")  # fmt: skip
-            log.info("cluster of %d splats at %s: %s: not an object", cand.indices.size,
-                     np.round(cand.centroid, 2).tolist(), why)  # fmt: skip
-            if dropped is not None:
-                dropped.append(_not_object(cand, why))
+            _reject(cand, f"the cameras only graze it: triangulated to {sd * 1e3:.1f} mm, {sd / sd0:.1f}x the best "
+                          f"object's; in frame in {n} cameras against {n0}", dropped)  # fmt: skip
             continue
         keep.append(cand)
     return keep

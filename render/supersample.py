@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from scenes import Camera
+from scenes.scene import capture_pixels_per_metre
 
 __all__ = [
     "CaptureSampling",
@@ -66,14 +67,7 @@ class CaptureSampling:
         if not len(cameras) or not len(means):
             return None
         index = np.unique(np.linspace(0, len(means) - 1, min(max_points, len(means))).astype(np.int64))
-        pts = means[index]
-        rates = np.stack([_rate(cam, pts) for cam in cameras])  # [C, M]
-        seen = rates > 0
-        rates[~seen] = np.nan
-        rate = np.zeros(len(index))
-        any_seen = seen.any(axis=0)
-        rate[any_seen] = np.nanmedian(rates[:, any_seen], axis=0)
-        return cls(index, rate)
+        return cls(index, capture_pixels_per_metre(cameras, means[index]))
 
     def factor(self, camera: Camera, means: np.ndarray, max_factor: int = MAX_FACTOR,
                max_pixels: int = MAX_PIXELS) -> int:  # fmt: skip
@@ -86,7 +80,7 @@ class CaptureSampling:
         means = np.asarray(means)
         if len(means) <= int(self.index[-1]):
             return 1
-        now = _rate(camera, np.asarray(means[self.index], np.float64))
+        now = camera.pixels_per_metre(means[self.index])
         ok = (now > 0) & (self.rate > 0)
         if int(ok.sum()) < 16:
             return 1
@@ -95,14 +89,6 @@ class CaptureSampling:
         while k > 1 and k * k * camera.width * camera.height > max_pixels:
             k -= 1
         return k
-
-
-def _rate(cam: Camera, pts: np.ndarray) -> np.ndarray:
-    """Pixels per metre at each point for ``cam`` (``fx / z``); 0 where the point is outside its view."""
-    u, v, z = cam.project(pts)
-    inside = (z > 1e-3) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
-    f = float(np.sqrt(cam.K[0, 0] * cam.K[1, 1]))
-    return np.where(inside, f / np.maximum(z, 1e-3), 0.0)
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -5,6 +5,7 @@ All poses are in the world frame (metres, +Z up). Quaternions are wxyz.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -12,7 +13,16 @@ import numpy as np
 from scenes.errors import SceneError, ShapeError
 from scenes.splats import Splats
 
-__all__ = ["Camera", "Light", "Ground", "ColliderMesh", "SceneObject", "Scene", "OPENGL_TO_OPENCV"]
+__all__ = [
+    "Camera",
+    "capture_pixels_per_metre",
+    "Light",
+    "Ground",
+    "ColliderMesh",
+    "SceneObject",
+    "Scene",
+    "OPENGL_TO_OPENCV",
+]
 
 # Flips the y and z camera axes: OpenGL/nerfstudio (x right, y up, z back) <-> OpenCV (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -101,6 +111,12 @@ class Camera:
         z = np.maximum(p[:, 2], 1e-6)
         return self.K[0, 0] * p[:, 0] / z + self.K[0, 2], self.K[1, 1] * p[:, 1] / z + self.K[1, 2], p[:, 2]
 
+    def pixels_per_metre(self, points: np.ndarray) -> np.ndarray:  # [N, 3] -> [N]
+        """How many pixels a metre spans at each world point (``sqrt(fx fy) / z``); 0 where it is out of view."""
+        u, v, z = self.project(points)
+        inside = (z > 1e-3) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
+        return np.where(inside, math.sqrt(self.K[0, 0] * self.K[1, 1]) / np.maximum(z, 1e-3), 0.0)
+
     def scaled(self, factor: float) -> Camera:
         """The same camera for an image resized by ``factor``."""
         K = self.K.copy()
@@ -131,6 +147,18 @@ class Camera:
             return cls(np.array(d["K"]), np.array(d["viewmat"]), d["width"], d["height"], d.get("name", ""))
         except KeyError as exc:
             raise SceneError(f"camera entry is missing the field {exc}") from exc
+
+
+def capture_pixels_per_metre(cameras, points: np.ndarray) -> np.ndarray:  # [N, 3] -> [N]
+    """:meth:`Camera.pixels_per_metre` at each point, the median over the ``cameras`` that see it; 0: none does."""
+    points = np.asarray(points, np.float64)
+    rates = np.stack([cam.pixels_per_metre(points) for cam in cameras]) if len(cameras) else np.zeros((0, len(points)))
+    seen = rates > 0
+    rates[~seen] = np.nan
+    out = np.zeros(len(points))
+    any_seen = seen.any(axis=0)
+    out[any_seen] = np.nanmedian(rates[:, any_seen], axis=0)
+    return out
 
 
 @dataclass(frozen=True)
